@@ -1,0 +1,29 @@
+# Two commands set up and run everything on a fresh machine: `make pipeline` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/sample
+
+.PHONY: venv pipeline test lint bench clean
+
+# The virtualenv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[ml,airflow,dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+pipeline: venv
+	$(PY) -m cloud_tasks pipeline $(WORKDIR)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from cloud_tasks.cli import main
+
+raise SystemExit(main())
