@@ -1,0 +1,72 @@
+"""Shared fixtures: the real partial product (completed), and a small generated sample archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Airflow reads its configuration when first imported: point it at a throw-away home with this
+# repository's dags/ and plugins/ before any test imports it.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+sys.path.insert(0, str(REPO / "plugins"))  # as Airflow does for its plugins folder
+
+REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))
+SAMPLE_DATE = dt.date(2024, 6, 1)
+
+
+def writable_copy(source: Path, destination: Path) -> Path:
+    """Copy a (read-only) product folder so that tests may complete or damage it."""
+    shutil.copytree(source, destination)
+    for path in [destination, *destination.iterdir()]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def real_product(tmp_path_factory) -> Path:
+    """The real partial product, completed with synthetic radiance and geodetic files."""
+    from cloud_tasks.sample import complete_product
+
+    product = writable_copy(REAL_PRODUCT, tmp_path_factory.mktemp("real") / REAL_PRODUCT.name)
+    complete_product(product, seed=0)
+    return product
+
+
+@pytest.fixture(scope="session")
+def sample_archive(tmp_path_factory) -> Path:
+    """A small CEDA-like archive of 6 products (day, night and twilight) with match-ups."""
+    from cloud_tasks.sample import make_sample_archive
+
+    root = tmp_path_factory.mktemp("archive")
+    make_sample_archive(root, SAMPLE_DATE, 6, grid="small", seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sample_products(sample_archive, tmp_path_factory) -> list[Path]:
+    """The sample archive's products, extracted."""
+    from cloud_tasks.extract import extract_products
+    from cloud_tasks.paths import expand_inputs
+
+    return extract_products(expand_inputs([sample_archive], ".zip"), tmp_path_factory.mktemp("extracted"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated SQLite metadata DB in the throw-away AIRFLOW_HOME (dag.test() needs one)."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return os.environ["AIRFLOW_HOME"]

@@ -1,0 +1,76 @@
+"""The ML step operator: the Docker configuration it sends, and the same command for both runners."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import pytest
+from cloud_tasks_plugin import CloudTasksOperator
+
+from cloud_tasks.pipeline import DataRoot, ml_command
+
+DAY = dt.date(2024, 6, 1)
+
+
+def operator(tmp_path, **kwargs) -> CloudTasksOperator:
+    arguments = ml_command("train", DataRoot(tmp_path), DAY, epochs=3, batch_size=8)
+    return CloudTasksOperator(task_id="train", arguments=arguments, data_root=str(tmp_path), **kwargs)
+
+
+@pytest.mark.parametrize("gpu", [True, "True"])
+def test_docker_step_requests_every_gpu_when_gpu_is_on(tmp_path, gpu):
+    docker = operator(tmp_path, gpu=gpu, runner="docker").docker_operator()
+    (request,) = docker.device_requests
+    assert request["Count"] == -1 and request["Capabilities"] == [["gpu"]]
+
+
+@pytest.mark.parametrize("gpu", [False, "False"])
+def test_docker_step_has_no_device_request_when_gpu_is_off(tmp_path, gpu):
+    assert operator(tmp_path, gpu=gpu, runner="docker").docker_operator().device_requests is None
+
+
+def test_docker_step_is_locked_down_and_mounts_the_data_root(tmp_path):
+    step = operator(tmp_path, runner="docker", image="cloud-tasks-ml:test", read_only_mounts=["/archive"])
+    docker = step.docker_operator()
+    assert docker.image == "cloud-tasks-ml:test"
+    assert docker.network_mode == "none"
+    assert docker.auto_remove == "success"
+    assert docker.mount_tmp_dir is False
+    assert docker.user and not docker.user.startswith("0:") and docker.user != "root"
+    data, archive = docker.mounts
+    assert (data["Source"], data["Target"], data["Type"], data["ReadOnly"]) == (
+        str(tmp_path),
+        str(tmp_path),
+        "bind",
+        False,
+    )
+    assert (archive["Source"], archive["Target"], archive["ReadOnly"]) == ("/archive", "/archive", True)
+
+
+def test_docker_and_local_runners_run_the_same_command(tmp_path):
+    step = operator(tmp_path)
+    local = step.local_command()
+    assert local[:3] == [sys.executable, "-m", "cloud_tasks"]
+    assert step.docker_operator().command == local[3:]
+    assert local[3:5] == ["train", str(tmp_path / "hdf/2024/06/01/day")]
+    assert "--epochs=3" in local and "--batch-size=8" in local
+
+
+def test_local_runner_reports_a_failing_command(tmp_path):
+    step = CloudTasksOperator(
+        task_id="inference",
+        arguments=["inference", str(tmp_path / "no-model.keras"), str(tmp_path), str(tmp_path / "out")],
+        data_root=str(tmp_path),
+        runner="local",
+    )
+    with pytest.raises(RuntimeError, match="exited with status 2"):
+        step.execute(context={})
+
+
+def test_empty_arguments_skip_the_step(tmp_path):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    step = CloudTasksOperator(task_id="train", arguments=[], data_root=str(tmp_path), runner="local")
+    with pytest.raises(AirflowSkipException):
+        step.execute(context={})

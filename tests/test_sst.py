@@ -1,0 +1,352 @@
+"""Tests of ``cloud_tasks.sst``: hand-made match-up tables and mask files, checked against numpy."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from cloud_tasks import sst
+from cloud_tasks.errors import InputError
+
+PRODUCT_A = "S3A_SL_1_RBT____20200601T101010_20200601T101310_20200601T120000_0179_059_008_1980_SVL_O_NT_004"
+PRODUCT_B = "S3B_SL_1_RBT____20200601T111010_20200601T111310_20200601T130000_0179_039_108_2160_SVL_O_NT_004"
+PRODUCT_C = "S3A_SL_1_RBT____20200602T101010_20200602T101310_20200602T120000_0179_059_022_1980_SVL_O_NT_004"
+THRESHOLDS = {PRODUCT_A: 0.5, PRODUCT_B: 0.4}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_masks() -> dict[str, np.ndarray]:
+    """Two small masks of cloud probabilities; A has a NaN (unknown) pixel at row 2, column 3."""
+    rng = np.random.default_rng(7)
+    mask_a = rng.random((10, 12)).astype(np.float32)
+    mask_a[2, 3] = np.nan
+    mask_b = rng.random((8, 9)).astype(np.float32)
+    return {PRODUCT_A: mask_a, PRODUCT_B: mask_b}
+
+
+# Match-ups that pass every filter: (product, x, y); the last two are dropped later
+# (off A's 12-column grid; product C has no mask).
+GOOD_PIXELS = [
+    (PRODUCT_A, 0, 0),
+    (PRODUCT_A, 3, 2),  # NaN in the mask
+    (PRODUCT_A, 11, 9),
+    (PRODUCT_A, 5, 5),
+    (PRODUCT_A, 7, 1),
+    (PRODUCT_A, 2, 8),
+    (PRODUCT_A, 9, 4),
+    (PRODUCT_B, 0, 7),
+    (PRODUCT_B, 8, 0),
+    (PRODUCT_B, 4, 4),
+    (PRODUCT_B, 1, 3),
+    (PRODUCT_B, 6, 6),
+    (PRODUCT_A, 12, 0),  # off grid
+    (PRODUCT_C, 1, 1),  # no mask
+]
+N_MATCHED = 12
+
+
+def good_row(rng, product: str, x: int, y: int, i: int) -> dict:
+    """A match-up row that passes every filter (some at the filters' edges)."""
+    isst = 15 + 10 * rng.random()
+    lat, lon = -30 + i, 100 + i
+    trailing = "/" if i % 2 else ""  # cems_path with and without a trailing slash
+    return {
+        "isst": isst,
+        "slat": lat + 0.004,
+        "slon": lon - 0.009,
+        "latitude_an": lat,
+        "longitude_an": lon,
+        "satzan": 55.0 if i == 0 else 30 * rng.random(),
+        "satzao": 55.0 if i == 1 else 50 * rng.random(),
+        "quality_level": 5,
+        "sst_algorithm_type": 4,
+        "sat_sst_0": np.nan,
+        "sat_sst_1": np.nan,
+        "sat_sst_2": isst + 273.15 + rng.normal(-0.2, 0.4),
+        "sat_sst_3": np.nan,
+        "cems_path": f"/neodc/sst/{product}.SEN3{trailing}",
+        "x_cems": x,
+        "y_cems": y,
+        # Some Bayesian-cloudy pixels by either probability, and one at the 0.9 edge (cloudy).
+        "pcloudn": 0.95 if i % 4 == 3 else 0.9 if i == 5 else 0.8 * rng.random(),
+        "pcloudo": 0.92 if i % 5 == 4 else 0.8 * rng.random(),
+        "bayes_in": int(rng.integers(0, 3)),
+    }
+
+
+def make_table() -> pd.DataFrame:
+    """14 good rows, then 8 rows each failing one filter (in filter order)."""
+    rng = np.random.default_rng(11)
+    rows = [good_row(rng, *pixel, i) for i, pixel in enumerate(GOOD_PIXELS)]
+    lat, lon = -30, 100  # the position of good_row(..., i=0)
+    breaks = [
+        {"slat": lat + 0.006},  # latitude
+        {"slat": np.nan},  # latitude (missing)
+        {"slon": lon - 0.011},  # longitude
+        {"isst": 0.0},  # buoy_sst (must be above 0 deg C)
+        {"satzan": 55.5},  # zenith
+        {"satzao": 56.0},  # zenith
+        {"quality_level": 4},  # quality
+        {"sst_algorithm_type": 3},  # algorithm
+    ]
+    rows += [{**good_row(rng, PRODUCT_A, 1, 1, 0), **change} for change in breaks]
+    table = pd.DataFrame(rows)
+    # Upper-case some names: the reader lower-cases them.
+    return table.rename(columns={"isst": "ISST", "slat": "Slat", "pcloudn": "PCLOUDN"})
+
+
+EXPECTED_AFTER_FILTER = {"latitude": 20, "longitude": 19, "buoy_sst": 18, "zenith": 16, "quality": 15, "algorithm": 14}
+
+
+def write_masks(masks_dir, masks=None) -> None:
+    """Write the masks as inference does, in nested folders (the search is recursive)."""
+    masks = make_masks() if masks is None else masks
+    for sub, (product, mask) in zip(("day", "night/deeper"), masks.items(), strict=True):
+        folder = masks_dir / sub
+        folder.mkdir(parents=True)
+        with h5py.File(folder / f"{product}.h5", "w") as f:
+            f.create_dataset("mask", data=mask)
+            f.attrs["product_name"] = product
+            f.attrs["model_sha256"] = "ab" * 32
+            f.attrs["threshold"] = THRESHOLDS[product]
+
+
+def expected_stats(table: pd.DataFrame, threshold: float | None = None) -> dict:
+    """The report's statistics computed independently, one match-up at a time."""
+    masks = make_masks()
+    matched = table.iloc[:N_MATCHED]
+    d = (matched["sat_sst_2"] - (matched["ISST"] + 273.15)).to_numpy()
+    p = np.array([masks[prod][y, x] for prod, x, y in GOOD_PIXELS[:N_MATCHED]], dtype=np.float64)
+    thr = np.array([threshold or THRESHOLDS[prod] for prod, _, _ in GOOD_PIXELS[:N_MATCHED]])
+    with np.errstate(invalid="ignore"):
+        model_clear = p < thr
+        model_cloudy = p >= thr
+    bayes_clear = (matched["PCLOUDN"].to_numpy() < 0.9) & (matched["pcloudo"].to_numpy() < 0.9)
+    known = ~np.isnan(p)
+
+    def stats(v):
+        median = np.median(v)
+        return {"clear": len(v), "median": median, "robust_sd": 1.4826 * np.median(np.abs(v - median))}
+
+    agreement = np.mean(model_cloudy[known] == (matched["bayes_in"].to_numpy()[known] > 0))
+    return {"bayesian": stats(d[bayes_clear]), "model": stats(d[model_clear]), "agreement": agreement}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A CSV match-up table and a masks folder."""
+    table = make_table()
+    csv = tmp_path / "matchups.csv"
+    table.to_csv(csv, index=False)
+    masks_dir = tmp_path / "masks"
+    write_masks(masks_dir)
+    return table, csv, masks_dir
+
+
+def without_inputs(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "inputs"}
+
+
+def test_statistics_match_numpy(inputs, tmp_path, caplog):
+    table, csv, masks_dir = inputs
+    with caplog.at_level(logging.WARNING):
+        report = sst.compare(csv, masks_dir, tmp_path / "out")
+    expected = expected_stats(table)
+    for mask in ("bayesian", "model"):
+        assert report[mask]["clear"] == expected[mask]["clear"] >= 3
+        assert report[mask]["median"] == pytest.approx(expected[mask]["median"], abs=1e-12)
+        assert report[mask]["robust_sd"] == pytest.approx(expected[mask]["robust_sd"], abs=1e-12)
+    assert report["bayesian"]["clear"] != report["model"]["clear"]
+    assert report["agreement"] == pytest.approx(expected["agreement"])
+    assert report["agreement_pixels"] == N_MATCHED - 1  # the NaN pixel is unknown
+    assert report["model_unknown_pixels"] == 1
+    assert report["counts"] == {
+        "rows_read": 22,
+        "rows_after_filter": EXPECTED_AFTER_FILTER,
+        "rows_with_mask_product": 13,
+        "pixels_off_grid": 1,
+        "rows_matched": N_MATCHED,
+        "products_in_table": 3,
+        "products_matched": 2,
+    }
+    assert list(report["counts"]["rows_after_filter"]) == list(EXPECTED_AFTER_FILTER)  # filter order
+    assert report["threshold"] == THRESHOLDS  # one per mask file, as they differ
+    assert report["threshold_source"] == "mask files"
+    assert report["model_sha256"] == ["ab" * 32]
+    assert "off the 10x12 grid" in caplog.text
+
+
+def test_outputs(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    out = tmp_path / "out"
+    report = sst.compare(csv, masks_dir, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([sst.HISTOGRAM_NAME, sst.TABLE_NAME, sst.SUMMARY_NAME])
+
+    summary = json.loads((out / sst.SUMMARY_NAME).read_text())
+    assert summary == json.loads(json.dumps(report))
+    assert list(summary["counts"]["rows_after_filter"]) == list(EXPECTED_AFTER_FILTER)
+    assert summary["inputs"]["matchups"] == str(csv.resolve())
+
+    pixels = pd.read_csv(out / sst.TABLE_NAME)
+    assert list(pixels.columns) == [
+        "product",
+        "x",
+        "y",
+        "d",
+        "model_probability",
+        "model_clear",
+        "bayes_clear",
+        "bayes_in",
+    ]
+    assert len(pixels) == N_MATCHED
+    assert pixels["model_clear"].sum() == report["model"]["clear"]
+    assert pixels["bayes_clear"].sum() == report["bayesian"]["clear"]
+    masks = make_masks()
+    for row in pixels.itertuples():
+        assert row.model_probability == pytest.approx(masks[row.product][row.y, row.x], nan_ok=True)
+
+    png = (out / sst.HISTOGRAM_NAME).read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / sst.HISTOGRAM_NAME).ndim == 3
+
+
+def test_rerun_is_byte_identical(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    out = tmp_path / "out"
+    sst.compare(csv, masks_dir, out)
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    sst.compare(csv, masks_dir, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+
+
+def test_threshold_argument_overrides_mask_attribute(inputs, tmp_path):
+    table, csv, masks_dir = inputs
+    report = sst.compare(csv, masks_dir, tmp_path / "out", model_threshold=0.7)
+    expected = expected_stats(table, threshold=0.7)
+    assert report["threshold"] == 0.7
+    assert report["threshold_source"] == "argument"
+    assert report["model"]["clear"] == expected["model"]["clear"]
+    assert report["model"]["median"] == pytest.approx(expected["model"]["median"])
+    assert report["agreement"] == pytest.approx(expected["agreement"])
+
+
+def test_csv_and_hdf_give_the_same_summary(inputs, tmp_path):
+    table, csv, masks_dir = inputs
+    from_csv = sst.compare(csv, masks_dir, tmp_path / "out_csv")
+    h5 = tmp_path / "matchups.h5"
+    table.to_hdf(h5, key="matchups")
+    assert without_inputs(sst.compare(h5, masks_dir, tmp_path / "out_h5")) == without_inputs(from_csv)
+    only_key = tmp_path / "other.h5"
+    table.to_hdf(only_key, key="anything")
+    assert without_inputs(sst.compare(only_key, masks_dir, tmp_path / "out_key")) == without_inputs(from_csv)
+
+
+def test_parquet(inputs, tmp_path):
+    table, csv, masks_dir = inputs
+    path = tmp_path / "matchups.parquet"
+    if importlib.util.find_spec("pyarrow") is None:
+        path.write_bytes(b"PAR1")
+        with pytest.raises(InputError, match="pyarrow"):
+            sst.compare(path, masks_dir, tmp_path / "out")
+        return
+    table.to_parquet(path)
+    from_csv = sst.compare(csv, masks_dir, tmp_path / "out_csv")
+    assert without_inputs(sst.compare(path, masks_dir, tmp_path / "out")) == without_inputs(from_csv)
+
+
+def test_missing_columns_are_all_named(inputs, tmp_path):
+    table, _, masks_dir = inputs
+    path = tmp_path / "bad.csv"
+    table.drop(columns=["ISST", "pcloudo", "x_cems"]).to_csv(path, index=False)
+    with pytest.raises(InputError, match="isst, x_cems, pcloudo") as info:
+        sst.compare(path, masks_dir, tmp_path / "out")
+    assert info.value.path == path
+
+
+def test_everything_filtered_names_the_filter(inputs, tmp_path):
+    table, _, masks_dir = inputs
+    path = tmp_path / "low_quality.csv"
+    table.assign(quality_level=3).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"after filter 'quality' \(quality_level == 5\)"):
+        sst.compare(path, masks_dir, tmp_path / "out")
+
+
+def test_no_masks_for_any_product(inputs, tmp_path):
+    _, csv, _ = inputs
+    empty = tmp_path / "no_masks"
+    empty.mkdir()
+    (empty / "unrelated.h5").write_bytes(b"")
+    with pytest.raises(InputError, match=f"any of the 3 match-up product.*{PRODUCT_A}") as info:
+        sst.compare(csv, empty, tmp_path / "out")
+    assert info.value.path == empty
+    assert not (tmp_path / "out").exists()
+
+
+def test_mask_file_without_mask_dataset(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    bad = masks_dir / "day" / f"{PRODUCT_A}.h5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("probability", data=np.zeros((2, 2)))
+    with pytest.raises(InputError, match="no 'mask' dataset") as info:
+        sst.compare(csv, masks_dir, tmp_path / "out")
+    assert info.value.path == bad
+
+
+def test_mask_of_another_product(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    with h5py.File(masks_dir / "day" / f"{PRODUCT_A}.h5", "a") as f:
+        f.attrs["product_name"] = PRODUCT_C
+    with pytest.raises(InputError, match=f"mask of product {PRODUCT_C}"):
+        sst.compare(csv, masks_dir, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("name", "content"), [("garbage.h5", b"not hdf5 at all"), ("empty.csv", b"")])
+def test_unreadable_table(inputs, tmp_path, name, content):
+    _, _, masks_dir = inputs
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot be read as a match-up table") as info:
+        sst.compare(path, masks_dir, tmp_path / "out")
+    assert info.value.path == path
+
+
+def test_missing_table_and_unknown_format(inputs, tmp_path):
+    _, _, masks_dir = inputs
+    with pytest.raises(InputError, match="no such match-up table"):
+        sst.compare(tmp_path / "absent.csv", masks_dir, tmp_path / "out")
+    other = tmp_path / "table.xlsx"
+    other.write_bytes(b"x")
+    with pytest.raises(InputError, match="unknown match-up table format"):
+        sst.compare(other, masks_dir, tmp_path / "out")
+
+
+def test_product_stem():
+    assert sst.product_stem(f"/a/b/{PRODUCT_A}.SEN3/") == PRODUCT_A
+    assert sst.product_stem(f"{PRODUCT_A}.SEN3") == PRODUCT_A
+    assert sst.product_stem("/x/renamed_product.SEN3") == "renamed_product"
+
+
+def test_cli(inputs, tmp_path, capsys):
+    table, csv, masks_dir = inputs
+    parser = argparse.ArgumentParser()
+    sst.register(parser.add_subparsers())
+    out = tmp_path / "cli_out"
+    args = parser.parse_args(["sst-comp", str(csv), str(masks_dir), str(out), "--threshold", "0.7"])
+    args.func(args)
+    printed = capsys.readouterr().out
+    assert "agreement" in printed
+    assert "Bayesian" in printed
+    summary = json.loads((out / sst.SUMMARY_NAME).read_text())
+    assert summary["threshold"] == 0.7
+    assert summary["model"]["clear"] == expected_stats(table, threshold=0.7)["model"]["clear"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sst-comp", str(csv), str(masks_dir), str(out), "--threshold", "1.5"])
