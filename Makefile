@@ -1,5 +1,5 @@
 # Two commands set up and run everything on a fresh machine: `make pipeline` and `make test`.
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/sample
@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The whole Airflow DAG, end to end, on a generated sample archive (SQLite, local runner).
 pipeline: venv
-	$(PY) -m cloud_tasks pipeline $(WORKDIR)
+	WORKDIR=$(abspath $(WORKDIR)) scripts/run_dag.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

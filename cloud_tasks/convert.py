@@ -24,6 +24,7 @@ import concurrent.futures
 import logging
 import math
 import multiprocessing
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from cloud_tasks.slstr import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DAY_THRESHOLD = 0.5
+DECODE_THREADS = min(4, os.cpu_count() or 1)
 FLAG_VARIABLES = {"confidence_in": "uint16", "bayes_in": "uint8", "cloud_in": "uint16"}
 
 
@@ -110,28 +112,27 @@ def read_product(product_dir: Path, name: ProductName, *, day_threshold: float) 
     day_fraction = float(flags["confidence_in"].mask("day").mean())
     split = "day" if day_fraction >= day_threshold else "night"
 
-    bts = np.empty((*shape, len(BT_BANDS)), np.float32)
-    for i, band in enumerate(BT_BANDS):
-        with BrightnessTemperatureFile(product_dir, band) as bt_file:
-            counts = bt_file.brightness_temperature(shape)
-            if not counts.valid.any():
-                raise InputError(bt_file.path, f"S{band}_BT_in holds only fill values")
-            bts[..., i] = counts.physical()
-
     with GeometryFile(product_dir) as geometry:
         try:
             sza = interpolate_tie_points(geometry.solar_zenith(), grid, geometry.grid)
         except ValueError as exc:
             raise InputError(geometry.path, str(exc)) from None
+    sza_stored = sza.astype(np.float32)
     with np.errstate(invalid="ignore"):
-        sunlit = sza < 90.0  # False for NaN too
+        sunlit = sza_stored < 90.0  # decided on the stored value, so file readers see the same rule; NaN -> False
     # pi / cos(SZA) once for all channels; NaN where there is no sunlight to reflect.
     sun_factor = np.full(shape, np.nan, np.float32)
     sun_factor[sunlit] = (math.pi / np.cos(np.radians(sza[sunlit]))).astype(np.float32)
 
-    refs = np.empty((*shape, len(REFLECTANCE_BANDS)), np.float32)
+    # Read every channel's stored bytes here (the NetCDF/HDF5 libraries are not thread-safe), then
+    # inflate and compute the channels in threads: zlib and numpy release the GIL.
+    bt_counts = []
+    for band in BT_BANDS:
+        with BrightnessTemperatureFile(product_dir, band) as bt_file:
+            bt_counts.append((bt_file.path, band, bt_file.brightness_temperature(shape)))
+    radiances = []
     half_km_shape = (2 * grid.rows, 2 * grid.columns)
-    for i, band in enumerate(REFLECTANCE_BANDS):
+    for band in REFLECTANCE_BANDS:
         with QualityFile(product_dir, band) as quality:
             irradiance = quality.solar_irradiance()
         with RadianceFile(product_dir, band) as radiance_file:
@@ -141,10 +142,28 @@ def read_product(product_dir: Path, name: ProductName, *, day_threshold: float) 
                     f"track_offset {radiance_file.grid.track_offset} is not twice the 1 km grid's "
                     f"({grid.track_offset}): the 0.5 km grid does not nest in the 1 km grid",
                 )
-            counts = radiance_file.radiance(half_km_shape)
-            if split == "day" and not counts.valid.any():
-                raise InputError(radiance_file.path, f"S{band}_radiance_an holds only fill values in a day product")
-            refs[..., i] = block_mean_2x2(counts, shape) * (sun_factor / np.float32(irradiance))
+            radiances.append((radiance_file.path, band, radiance_file.radiance(half_km_shape), irradiance))
+
+    def brightness_temperature(path, band, counts):
+        if not counts.valid.any():
+            raise InputError(path, f"S{band}_BT_in holds only fill values")
+        return counts.physical()
+
+    def reflectance(path, band, counts, irradiance):
+        if split == "day" and not counts.valid.any():
+            raise InputError(path, f"S{band}_radiance_an holds only fill values in a day product")
+        return block_mean_2x2(counts, shape) * (sun_factor / np.float32(irradiance))
+
+    bts = np.empty((*shape, len(BT_BANDS)), np.float32)
+    refs = np.full((*shape, len(REFLECTANCE_BANDS)), np.nan, np.float32)
+    with concurrent.futures.ThreadPoolExecutor(DECODE_THREADS) as pool:
+        bt_jobs = [pool.submit(brightness_temperature, *job) for job in bt_counts]
+        # without any sunlit pixel (night) every reflectance is NaN: the radiances need no decoding
+        ref_jobs = [pool.submit(reflectance, *job) for job in radiances] if sunlit.any() else []
+        for i, job in enumerate(bt_jobs):
+            bts[..., i] = job.result()
+        for i, job in enumerate(ref_jobs):
+            refs[..., i] = job.result()
 
     bayes = flags["bayes_in"]
     labels = {
@@ -168,10 +187,10 @@ def read_product(product_dir: Path, name: ProductName, *, day_threshold: float) 
         "day_threshold": day_threshold,
         "split": split,
         "baseline": name.baseline,
-        "degenerate_labels": np.array(degenerate, dtype=object),
+        "degenerate_labels": degenerate,
         "cloud_tasks_version": __version__,
     }
-    return ConvertedArrays(refs=refs, bts=bts, sza=sza.astype(np.float32), labels=labels, flags=flags, attrs=attrs)
+    return ConvertedArrays(refs=refs, bts=bts, sza=sza_stored, labels=labels, flags=flags, attrs=attrs)
 
 
 def write_hdf(path: Path, arrays: ConvertedArrays) -> None:
@@ -195,7 +214,10 @@ def write_hdf(path: Path, arrays: ConvertedArrays) -> None:
             dset.attrs["flag_masks"] = flag.masks
             dset.attrs["flag_meanings"] = flag.meanings
         for key, value in arrays.attrs.items():
-            f.attrs[key] = value
+            if isinstance(value, list):  # lists of names, possibly empty
+                f.attrs.create(key, value, shape=(len(value),), dtype=h5py.string_dtype())
+            else:
+                f.attrs[key] = value
 
 
 def _convert_one(product_dir: Path, out_dir: Path, day_threshold: float, force: bool) -> Path:

@@ -7,6 +7,8 @@ an InputError naming the file.
 
 from __future__ import annotations
 
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +104,31 @@ class NetCDFFile:
         except (OSError, RuntimeError) as exc:  # truncated or corrupt compressed data
             raise InputError(self.path, f"variable '{var.name}' cannot be read ({exc})") from None
 
+    def read_packed(self, var) -> PackedArray:
+        """The variable's stored bytes, to be decoded later (in any thread).
+
+        SLSTR stores each image as one deflate(+shuffle) chunk; that chunk is read as is and
+        inflated by ``PackedArray.decode``. Any other layout is read here through netCDF4.
+        """
+        import h5py
+
+        try:
+            with h5py.File(self.path, "r") as f:
+                dset = f[var.name]
+                filters = dset.id.get_create_plist().get_nfilters()
+                if (
+                    dset.chunks == dset.shape
+                    and dset.compression == "gzip"
+                    and filters == 1 + bool(dset.shuffle)
+                    and dset.dtype.kind in "iu"
+                ):
+                    mask, chunk = dset.id.read_direct_chunk((0,) * dset.ndim)
+                    if mask == 0:
+                        return PackedArray(self.path, var.name, dset.shape, dset.dtype, chunk, bool(dset.shuffle))
+        except (OSError, KeyError):
+            pass  # not plain HDF5 underneath: the netCDF4 read below reports real problems
+        return PackedArray(self.path, var.name, var.shape, var.dtype, array=self.read(var))
+
     def scale_offset_fill(self, var) -> tuple[float, float, int | None]:
         attrs = var.ncattrs()
         scale = float(var.getncattr("scale_factor")) if "scale_factor" in attrs else 1.0
@@ -110,14 +137,46 @@ class NetCDFFile:
         return scale, offset, fill
 
 
+class PackedArray:
+    """An integer image as stored: one deflated (and byte-shuffled) chunk, decoded on demand.
+
+    zlib releases the GIL, so several channels decode in parallel threads, while the HDF5 and
+    netCDF libraries, which are not thread-safe, are only ever called from one thread.
+    """
+
+    def __init__(self, path, name, shape, dtype, chunk: bytes | None = None, shuffle=False, array=None):
+        self.path, self.name, self.shape, self.dtype = Path(path), name, tuple(shape), np.dtype(dtype)
+        self._chunk, self._shuffle, self._array = chunk, shuffle, array
+
+    def decode(self) -> np.ndarray:
+        if self._array is None:
+            try:
+                data = zlib.decompress(self._chunk)
+            except zlib.error as exc:
+                raise InputError(self.path, f"variable '{self.name}' cannot be read (corrupt data: {exc})") from None
+            count, size = math.prod(self.shape), self.dtype.itemsize
+            if len(data) != count * size:
+                raise InputError(self.path, f"variable '{self.name}' holds {len(data)} bytes, expected {count * size}")
+            values = np.frombuffer(data, np.uint8)
+            if self._shuffle and size > 1:  # HDF5 shuffle stores byte k of every value together
+                values = values.reshape(size, count).T.copy()
+            self._array = values.view(self.dtype).reshape(self.shape).astype(self.dtype.newbyteorder("="), copy=False)
+            self._chunk = None
+        return self._array
+
+
 @dataclass
 class ScaledInts:
     """Raw integer counts with their linear scaling and fill value."""
 
-    raw: np.ndarray
+    packed: PackedArray
     scale: float
     offset: float
     fill: int | None
+
+    @property
+    def raw(self) -> np.ndarray:
+        return self.packed.decode()
 
     @property
     def valid(self) -> np.ndarray:
@@ -140,7 +199,7 @@ class RadianceFile(NetCDFFile):
 
     def radiance(self, shape: tuple[int, int]) -> ScaledInts:
         var = self.variable(f"S{self.band}_radiance_an", "int16", shape)
-        return ScaledInts(self.read(var), *self.scale_offset_fill(var))
+        return ScaledInts(self.read_packed(var), *self.scale_offset_fill(var))
 
 
 class QualityFile(NetCDFFile):
@@ -167,7 +226,7 @@ class BrightnessTemperatureFile(NetCDFFile):
 
     def brightness_temperature(self, shape: tuple[int, int]) -> ScaledInts:
         var = self.variable(f"S{self.band}_BT_in", "int16", shape)
-        return ScaledInts(self.read(var), *self.scale_offset_fill(var))
+        return ScaledInts(self.read_packed(var), *self.scale_offset_fill(var))
 
 
 class GeometryFile(NetCDFFile):

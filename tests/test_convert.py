@@ -121,7 +121,9 @@ def independent_reflectance(product: Path, band: int, row: int, column: int) -> 
 @pytest.mark.parametrize("band", [1, 4, 6])
 def test_reflectance_matches_independent_computation(real_product, real_converted, band):
     converted = read_converted(real_converted)
-    sunlit = np.argwhere(converted.sza < 85)
+    with h5py.File(real_converted) as f:
+        sza = f["sza"][()]
+    sunlit = np.argwhere(sza < 85)
     assert len(sunlit) > 1000
     for row, column in sunlit[:: len(sunlit) // 7][:7]:
         expected = independent_reflectance(real_product, band, row, column)
@@ -262,7 +264,7 @@ def test_all_fill_radiance_in_a_day_product_is_refused(sample_products, tmp_path
 def test_keep_going_converts_the_good_products(sample_products, tmp_path):
     bad = broken_copy(sample_products[0], tmp_path / "bad")
     (bad / "geometry_tn.nc").unlink()
-    with pytest.raises(CloudTasksError, match=r"1 of 3 products failed.*geometry_tn\.nc"):
+    with pytest.raises(CloudTasksError, match=r"(?s)1 of 3 products failed.*geometry_tn\.nc: missing"):
         convert_products([bad, *sample_products[1:3]], tmp_path / "out", keep_going=True)
     written = sorted(p.name for p in (tmp_path / "out").rglob("*.h5"))
     assert written == sorted(p.name.replace(".SEN3", ".h5") for p in sample_products[1:3])
