@@ -10,7 +10,7 @@ One file per product, ``<out>/{day,night}/<product stem>.h5``, holding on the pr
 | ``sza`` | float32 | rows, columns | solar zenith angle, degrees, interpolated from the tie points |
 | ``bayes`` | uint8 | rows, columns | 1 where ``bayes_in`` has any of its named cloud bits set |
 | ``summary_cloud`` | uint8 | rows, columns | 1 where ``confidence_in`` has the ``summary_cloud`` bit |
-| ``flags/<name>`` | uint8/16 | rows, columns | raw ``bayes_in``, ``confidence_in``, ``cloud_in`` with their flag attributes |
+| ``flags/<name>`` | uint8/16 | rows, columns | raw ``bayes_in``, ``confidence_in``, ``cloud_in`` + flag attributes |
 
 NaN marks "no valid value": a fill in the source, a 2x2 block with no valid 0.5 km pixel, and for
 reflectances also a solar zenith angle >= 90 degrees or unknown (night: no sunlight to reflect).
