@@ -27,16 +27,21 @@ TARGET_RSS_MB = 600
 
 # Runs in a fresh interpreter: converts every product, timing each one after the imports.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from cloud_tasks.convert import convert_product
+
+def peak_rss_mb():
+    # VmHWM belongs to this process image; getrusage's ru_maxrss would carry the parent's peak over exec.
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+
 products, out = [Path(p) for p in sys.argv[1].split(",")], Path(sys.argv[2])
 rows = []
 for product in products:
     start = time.perf_counter()
     path = convert_product(product, out, force=True)
     rows.append({"product": product.name, "split": path.parent.name, "seconds": time.perf_counter() - start,
-                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                 "peak_rss_mb": peak_rss_mb()})
 print(json.dumps(rows))
 """
 
