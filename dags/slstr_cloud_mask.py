@@ -20,8 +20,9 @@ reuse finished work): `<data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5`,
 **Failure policy:** a bad product (corrupt zip, broken NetCDF) fails only its own mapped
 `extract`/`convert` instance, after its retries, and the instance stays red in the grid. The
 other products are still converted, and `train`, `inference`, `sst_comparison` and `summary` run
-on every product that converted (they run when all chunks are done, whatever their state). The
-run ends *failed* so the bad product is not missed; `summary` lists what failed.
+on every product that converted (they run when all chunks are done, whatever their state).
+`summary` writes the day's summary, listing the failed products, and then fails without retry,
+so the run ends *failed* and the bad product is not missed.
 
 **Runners:** `train` and `inference` run the `cloud_tasks` CLI in the GPU image through Docker
 (`runner=docker`, pool `gpu`) or as a local process (`runner=local`), with the same command.
@@ -43,7 +44,8 @@ SST = Asset("slstr_sst_comparison")
 DEFAULT_ARGS = {
     "owner": "cloud-masking",
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=2),
+    # A transient fault (NFS hiccup, killed worker) costs one retry; tests shorten the wait.
+    "retry_delay": dt.timedelta(seconds=float(os.environ.get("CLOUD_TASKS_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
 }
 
@@ -202,9 +204,17 @@ def slstr_cloud_mask():
     @task(trigger_rule="all_done")
     def summary(planned_products: list[str], day: str, data_root: str) -> dict:
         """Write and log the run summary: products converted, masked and failed, SST statistics."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
         from cloud_tasks.pipeline import summarise_day
 
-        return summarise_day(planned_products, day, data_root)
+        if day is None:
+            raise AirflowSkipException("discover failed: no products to summarise")
+        result = summarise_day(planned_products, day, data_root)
+        if result["failed"]:
+            # the summary is written; failing here (without retries) marks the whole run failed
+            raise AirflowFailException(f"{len(result['failed'])} product(s) failed: {', '.join(result['failed'])}")
+        return result
 
     sst = sst_comparison(planned["day"], planned["data_root"], planned["matchups"])
     chunks >> train >> inference >> sst

@@ -26,11 +26,11 @@ airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1
 airflow pools set gpu 1 "ML steps on the GPUs" > /dev/null
 python -m cloud_tasks make-sample "$WORKDIR/archive" --date "$DATE" --products "$PRODUCTS" --grid small
 
-conf=$(python - "$WORKDIR" "$EPOCHS" <<'PY'
+conf=$(python - "$WORKDIR" "$EPOCHS" "$DATE" <<'PY'
 import json, sys
-workdir, epochs = sys.argv[1], int(sys.argv[2])
-print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "runner": "local",
-                  "gpu": False, "epochs": epochs, "batch_size": 8}))
+workdir, epochs, date = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "date": date,
+                  "runner": "local", "gpu": False, "epochs": epochs, "batch_size": 8}))
 PY
 )
 airflow dags test slstr_cloud_mask "$DATE" --conf "$conf" > "$WORKDIR/dag-test.log" 2>&1 \

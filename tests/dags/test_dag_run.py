@@ -1,0 +1,115 @@
+"""The whole DAG, end to end, with ``dag.test()`` on a small sample archive and the local runner.
+
+Real parts throughout: a migrated SQLite metadata DB, real NetCDF/zip products, real TensorFlow
+training and inference in child processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+DAY = dt.date(2024, 6, 1)
+# A manual run at this logical date processes the day before it, [2024-06-01, 2024-06-02).
+LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.models import DagBag, Pool
+
+    Pool.create_or_update_pool("gpu", slots=1, description="ML steps", include_deferred=False)
+    return DagBag(dag_folder=str(DAGS)).dags["slstr_cloud_mask"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    from cloud_tasks.sample import make_sample_archive
+
+    root = tmp_path_factory.mktemp("dag-archive")
+    make_sample_archive(root, DAY, 5, grid="small", seed=11)
+    return root
+
+
+def run(dag, archive: Path, data_root: Path, **conf):
+    """One dag.test() run of the sample day; returns the run and its task instances by (task, map index)."""
+    run_conf = {
+        "archive_root": str(archive),
+        "data_root": str(data_root),
+        "runner": "local",
+        "gpu": False,
+        "epochs": 2,
+        "batch_size": 4,
+        "chunk_size": 1,
+        **conf,
+    }
+    dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf)
+    instances = {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+    return dag_run, instances
+
+
+def files_state(root: Path) -> dict:
+    return {p.relative_to(root): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*.h5"))}
+
+
+@pytest.fixture(scope="module")
+def first_run(dag, archive, tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("dag-data")
+    dag_run, instances = run(dag, archive, data_root)
+    return data_root, dag_run, instances
+
+
+def test_run_produces_masks_quicklooks_and_summaries(first_run):
+    data_root, dag_run, instances = first_run
+    failed = {key: ti.state for key, ti in instances.items() if ti.state != "success"}
+    assert dag_run.state == "success", failed
+    summary = json.loads((data_root / "summaries" / "2024-06-01.json").read_text())
+    day_products = sorted((data_root / "hdf/2024/06/01/day").glob("*.h5"))
+    assert summary["products"] == 5 and summary["failed"] == []
+    assert summary["converted"]["day"] == len(day_products) >= 3
+    masks = sorted((data_root / "masks/2024/06/01").glob("*.h5"))
+    assert [m.name for m in masks] == [p.name for p in day_products] and summary["masked"] == len(masks)
+    assert len(list((data_root / "masks/2024/06/01").glob("*.png"))) == len(masks)
+    assert (data_root / "models/2024/06/01/model.keras").is_file()
+    sst = json.loads((data_root / "sst/2024/06/01/summary.json").read_text())
+    assert sst["model"]["clear"] > 0 and sst["bayesian"]["clear"] > 0
+    assert summary["sst"] == sst
+    assert not (data_root / "extracted/2024/06/01").exists() or not any((data_root / "extracted/2024/06/01").iterdir())
+    # one mapped instance per product, labelled with the product's name in the UI
+    extracts = [ti for (task, _), ti in instances.items() if task == "process_chunk.extract"]
+    assert len(extracts) == 5
+    assert all(ti.rendered_map_index.startswith("S3") for ti in extracts)
+
+
+def test_second_run_of_the_same_day_reuses_every_output(dag, archive, first_run):
+    data_root, _, _ = first_run
+    before = files_state(data_root)
+    dag_run, _ = run(dag, archive, data_root)
+    assert dag_run.state == "success"
+    assert files_state(data_root) == before, "a re-run rewrote converted products or masks"
+
+
+def test_corrupt_product_fails_only_its_instance(dag, archive, tmp_path):
+    broken = tmp_path / "archive"
+    shutil.copytree(archive, broken)
+    zips = sorted(broken.rglob("*.zip"))
+    zips[0].write_bytes(b"not a zip at all")
+    data_root = tmp_path / "data"
+    dag_run, instances = run(dag, broken, data_root)
+    assert dag_run.state == "failed", "the failure must stay visible"
+    failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
+    assert [task for task, _ in failed] == ["process_chunk.extract", "summary"]
+    assert instances[failed[0]].rendered_map_index == zips[0].stem
+    for task in ("train", "inference", "sst_comparison"):
+        assert instances[(task, -1)].state == "success", task
+    summary = json.loads((data_root / "summaries" / "2024-06-01.json").read_text())
+    assert summary["failed"] == [zips[0].stem]
+    good_day = sorted(p.name for p in (data_root / "hdf/2024/06/01/day").glob("*.h5"))
+    assert sorted(p.name for p in (data_root / "masks/2024/06/01").glob("*.h5")) == good_day
