@@ -50,18 +50,16 @@ def write_product(
 ) -> Path:
     """Write product ``index`` to ``out_dir/<split>/<name>.h5`` and return its path.
 
-    ``nan_fraction`` of the pixels get a NaN in one channel, ``nodata_rows`` top rows are NaN in
+    About ``nan_fraction`` of the pixels get a NaN in one channel, ``nodata_rows`` top rows are NaN in
     every channel, and ``label`` (0 or 1) makes both label sources that value everywhere (degenerate).
     """
     rng = np.random.default_rng(index)
     field = smooth_field(shape, rng)
     threshold = np.quantile(field, 1.0 - cloud_fraction)
     opacity = 1.0 / (1.0 + np.exp(-4.0 * (field - threshold)))  # smooth cloud edge around the label boundary
-    surface = 0.03 * smooth_field(shape, rng, scale=30.0)
-    refs = 0.08 + surface[..., None] + opacity[..., None] * CLOUD_REFLECTANCE
-    refs += 0.01 * rng.standard_normal((*shape, 6))
-    bts = 290.0 + 3.0 * surface[..., None] / 0.03 - opacity[..., None] * CLOUD_BT_DROP
-    bts += 0.3 * rng.standard_normal((*shape, 3))
+    surface = smooth_field(shape, rng, scale=30.0)[..., None]  # varying ground, broader than clouds
+    refs = 0.08 + 0.03 * surface + opacity[..., None] * CLOUD_REFLECTANCE + 0.01 * rng.standard_normal((*shape, 6))
+    bts = 290.0 + 3.0 * surface - opacity[..., None] * CLOUD_BT_DROP + 0.3 * rng.standard_normal((*shape, 3))
     cloud = (field > threshold).astype(np.uint8)
     bayes = cloud if label is None else np.full(shape, label, np.uint8)
     summary = bayes.copy()

@@ -196,10 +196,13 @@ def make_dataset(
     ds = paths.interleave(
         patches_of, cycle_length=min(4, len(products)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
+    # A known length lets Keras count the steps of an epoch (the file reads hide it from tf.data).
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_patches))
     if in_memory:
         ds = ds.cache()
     if shuffle:
-        # Cached patches are shared, not copied, by the shuffle buffer: it can span the whole set.
+        # Cached patches are shared, not copied, by the shuffle buffer: it can span the whole set
+        # (the first epoch's first step then waits for all files to be read, once).
         buffer = n_patches if in_memory else max(1, min(n_patches, STREAM_SHUFFLE_BYTES // patch_bytes))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

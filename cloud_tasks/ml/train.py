@@ -81,6 +81,9 @@ def train(
         if (out / MODEL_FILE).is_file() and previous["parameters"] == params:
             log.info("%s already holds a model trained with these parameters: nothing to do", out)
             return out / MODEL_FILE
+    done, checkpoint = _latest_checkpoint(out / CHECKPOINT_DIR)
+    if done > epochs:
+        raise CloudTasksError(f"{out} was already trained for {done} epochs, more than the {epochs} asked")
 
     train_set, test_set = data.split_products(products, train_split, seed)
     summary = {
@@ -97,20 +100,27 @@ def train(
     _write_json(out / PARAMS_FILE, summary)
     log.info(
         "training on %d product(s) (%d patches), testing on %d (%d patches)",
-        len(train_set), summary["train_patches"], len(test_set), summary["test_patches"],
-    )  # fmt: skip
+        len(train_set),
+        summary["train_patches"],
+        len(test_set),
+        summary["test_patches"],
+    )
 
-    model, summary["test_accuracy"] = _fit(out, train_set, test_set, params, cpu_only=cpu_only)
+    resume = (done, checkpoint)
+    model, summary["test_accuracy"] = _fit(out, train_set, test_set, params, resume=resume, cpu_only=cpu_only)
     _finish(out, model, summary)
     log.info(
         "test accuracy %.4f (majority-class rate %.4f); model in %s",
-        summary["test_accuracy"], summary["test_majority_rate"], out / MODEL_FILE,
-    )  # fmt: skip
+        summary["test_accuracy"],
+        summary["test_majority_rate"],
+        out / MODEL_FILE,
+    )
     return out / MODEL_FILE
 
 
-def _fit(out: Path, train_set, test_set, params: dict, *, cpu_only: bool):
-    """Build or resume the model, fit it up to ``params['epochs']``; return it and its test accuracy."""
+def _fit(out: Path, train_set, test_set, params: dict, *, resume: tuple[int, Path | None], cpu_only: bool):
+    """Build the model or load the checkpoint ``resume`` (epochs done, path), fit it up to
+    ``params['epochs']``; return it and its test accuracy."""
     import keras
 
     from cloud_tasks.ml import data
@@ -118,9 +128,7 @@ def _fit(out: Path, train_set, test_set, params: dict, *, cpu_only: bool):
 
     strategy = configure_devices(cpu_only)
     keras.utils.set_random_seed(params["seed"])
-    done, checkpoint = _latest_checkpoint(out / CHECKPOINT_DIR)
-    if done > params["epochs"]:
-        raise CloudTasksError(f"{out} was already trained for {done} epochs, more than the {params['epochs']} asked")
+    done, checkpoint = resume
     with strategy.scope():
         if checkpoint:
             log.info("resuming after epoch %d from %s", done, checkpoint)
@@ -151,6 +159,7 @@ def _fit(out: Path, train_set, test_set, params: dict, *, cpu_only: bool):
             epochs=params["epochs"],
             initial_epoch=done,
             callbacks=_callbacks(out, model),
+            shuffle=False,  # the training dataset shuffles itself
             verbose=2,
         )
     return model, model.evaluate(datasets["test"], verbose=0, return_dict=True)["accuracy"]
@@ -301,20 +310,22 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train the U-Net cloud mask on converted HDF5 products",
-        description=train.__doc__.splitlines()[0],
+        description="Train the U-Net cloud mask on converted HDF5 day products; resumes an interrupted OUT.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="HDF_INPUT", help="converted .h5 files, folders, globs or .txt lists")
     p.add_argument("out", metavar="OUT", help="output folder (model, checkpoints, history, logs)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="epochs to train in all (resumed runs included)")
     p.add_argument("--batch-size", type=int, default=32, help="global batch size, in patches")
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--clip-offset", type=int, default=15, help="border cut from every patch in the loss, px")
     p.add_argument("--train-split", type=float, default=0.8, help="share of products used for training")
-    p.add_argument("--label", choices=LABEL_SOURCES, default="bayes")
-    p.add_argument("--patch-size", type=int, default=256)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("CLEAR", "CLOUD"))
+    p.add_argument("--label", choices=LABEL_SOURCES, default="bayes", help="mask the model learns")
+    p.add_argument("--patch-size", type=int, default=256, help="training patch side, px (multiple of 8)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split, shuffling and weights")
+    p.add_argument(
+        "--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("CLEAR", "CLOUD"), help="loss weights"
+    )
     p.add_argument("--cpu-only", action="store_true", help="hide GPUs from TensorFlow")
     p.set_defaults(func=_main)
 
