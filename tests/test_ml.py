@@ -66,6 +66,9 @@ def masks(trained, hdf_dir, tmp_path_factory) -> tuple[Path, list[Path], Path]:
 # ---------------------------------------------------------------- data
 
 
+TIMINGS = {"epoch_seconds", "train_seconds", "test_seconds"}
+
+
 def test_synthetic_products_follow_the_hdf_layout(hdf_dir):
     path = next((hdf_dir / "day").glob("*.h5"))
     product = read_converted(path)
@@ -230,7 +233,12 @@ def test_training_outputs(trained):
     assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["epoch_007.keras", "epoch_008.keras"]
     assert _history_epochs(trained) == list(range(8))
     history = json.loads((trained / "history.json").read_text())
-    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"} | TIMINGS
+    assert all(t > 0 for t in history["epoch_seconds"])
+    assert all(
+        a + b <= c * 1.01
+        for a, b, c in zip(history["train_seconds"], history["test_seconds"], history["epoch_seconds"], strict=True)
+    )
     assert history["loss"][-1] < history["loss"][0]
     for split in ("train", "validation"):
         assert list((trained / "logs" / split).glob("events.out.tfevents.*"))

@@ -8,6 +8,7 @@ the targets ``y_true`` of ``data.py``: channel 0 the label, channel 1 the pixel 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -177,3 +178,22 @@ def load_model(path: str | Path, *, compile: bool = True) -> keras.Model:
     if model.input_shape[-1] != N_CHANNELS:
         raise InputError(path, f"model takes {model.input_shape[-1]} channels, not {N_CHANNELS}")
     return model
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds``, ``train_seconds`` and ``test_seconds`` (validation) to each epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.test_start = self.test_end = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.test_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+            logs["train_seconds"] = self.test_start - self.start
+            logs["test_seconds"] = self.test_end - self.test_start

@@ -169,8 +169,11 @@ def _callbacks(out: Path, model) -> list:
     """History CSV before the checkpoint, so that a resume never misses an epoch's row (see _truncate_history)."""
     import keras
 
+    from cloud_tasks.ml.model import EpochTimer
+
     checkpoints = out / CHECKPOINT_DIR
     return [
+        EpochTimer(),  # first, so that the loggers after it record its timings (benchmarks read them)
         keras.callbacks.CSVLogger(str(out / HISTORY_CSV), append=True),
         _tensorboard(out / "logs"),
         keras.callbacks.LambdaCallback(
