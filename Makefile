@@ -26,5 +26,9 @@ lint: venv
 test: lint
 	$(VENV)/bin/pytest
 
+# The stage timing table (full-size sample archive, CPU); writes BENCHMARKS.md.
+bench: venv
+	$(PY) -m benchmarks
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
