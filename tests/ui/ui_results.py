@@ -1,0 +1,192 @@
+"""Pipeline results in a data root, as the DAG leaves them, for the "Cloud masks" page's tests.
+
+Per day: converted-product files, mask files (HDF5 with the attributes inference writes), quicklook
+PNGs, a trained model's ``history.json`` and ``training_curves.png``, and the SST comparison and run
+summary written by the pipeline's own code (``cloud_tasks.sst.compare`` on a match-up table, then
+``cloud_tasks.pipeline.summarise_day``), so the JSON files are exactly the pipeline's. What is made
+here (masks, quicklooks, curves) stands for the TensorFlow steps, which take minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cloud_tasks.naming import format_product_name
+from cloud_tasks.pipeline import DataRoot, summarise_day, write_summary
+from cloud_tasks.sst import compare
+
+GRID = (48, 64)  # rows, columns of a (tiny) product grid
+MATCHUPS_PER_PRODUCT = 40
+# The days of the tests' data root (fixture ``results``), by what is special about them.
+DAYS = {
+    "plain": dt.date(2024, 6, 1),
+    "failed": dt.date(2024, 6, 2),  # one product failed to convert
+    "no_sst": dt.date(2024, 6, 4),  # no match-up table that day
+    "many": dt.date(2024, 6, 5),  # more quicklooks than a gallery page holds
+    "old_model": dt.date(2024, 6, 6),  # training off: masks made by the model of 2024-06-01
+}
+
+
+def product_names(day: dt.date, count: int) -> list[str]:
+    """ESA names of ``count`` products sensed on ``day``, 3 minutes each."""
+    names = []
+    for i in range(count):
+        start = dt.datetime.combine(day, dt.time(9, 0)) + dt.timedelta(minutes=3 * i)
+        names.append(
+            format_product_name(
+                "S3A" if i % 2 == 0 else "S3B",
+                start,
+                start + dt.timedelta(minutes=3),
+                start + dt.timedelta(hours=20),
+                duration_s=180,
+                cycle=90,
+                relative_orbit=100 + i,
+                frame=1080 + 180 * i,
+            )
+        )
+    return names
+
+
+def write_png(path: Path, panels: list[tuple[np.ndarray, str]], title: str) -> None:
+    """A small figure of image panels (a quicklook's false colour, model and Bayesian masks)."""
+    fig = Figure(figsize=(2.2 * len(panels), 2.2), dpi=60, layout="constrained")
+    fig.suptitle(title, fontsize=7)
+    for ax, (image, name) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=7)
+        ax.set_axis_off()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def write_model(folder: Path, rng: np.random.Generator, epochs: int = 5) -> Path:
+    """A trained model's ``history.json`` and ``training_curves.png`` (what training writes beside the model)."""
+    loss = np.sort(rng.uniform(0.2, 0.7, epochs))[::-1]
+    history = {
+        "epoch": list(range(epochs)),
+        "loss": loss.tolist(),
+        "val_loss": (loss + 0.05).tolist(),
+        "accuracy": (1 - loss / 2).tolist(),
+        "val_accuracy": (1 - loss / 2 - 0.02).tolist(),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "history.json").write_text(json.dumps(history))
+    fig = Figure(figsize=(6, 2.4), dpi=60, layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
+        ax.plot(history["epoch"], history[metric], marker="o", label="train")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="test")
+        ax.set(title=metric, xlabel="epoch")
+        ax.legend()
+    fig.savefig(folder / "training_curves.png", format="png")
+    return folder / "model.keras"
+
+
+def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mask file as inference writes it: cloud probabilities near the truth, with its attributes."""
+    probability = np.clip(cloud * 0.8 + rng.uniform(0, 0.6, cloud.shape), 0, 1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mask", data=probability)
+        f.attrs.update(model=str(model), model_sha256="0" * 64, product_name=product, threshold=0.5, method="whole")
+    return probability
+
+
+def matchups(product: str, cloud: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Buoy match-ups of a product that pass the reference's filters; cloudy pixels read too cold."""
+    n = MATCHUPS_PER_PRODUCT
+    y, x = rng.integers(0, GRID[0], n), rng.integers(0, GRID[1], n)
+    cloudy = cloud[y, x] > 0.5
+    isst = rng.uniform(12, 24, n)
+    lat, lon = rng.uniform(-50, 50, n), rng.uniform(-120, 120, n)
+    return pd.DataFrame(
+        {
+            "isst": isst,
+            "sat_sst_2": isst + 273.15 + rng.normal(-0.15, 0.3, n) - 2.0 * cloudy,
+            "slat": lat,
+            "slon": lon,
+            "latitude_an": lat + 0.001,
+            "longitude_an": lon + 0.002,
+            "satzan": 20.0,
+            "satzao": 30.0,
+            "quality_level": 5,
+            "sst_algorithm_type": 4,
+            "cems_path": f"/neodc/sentinel3a/data/SLSTR/L1_RBT/{product}.SEN3",
+            "x_cems": x,
+            "y_cems": y,
+            "pcloudn": np.where(cloudy, 0.97, 0.05),
+            "pcloudo": np.where(cloudy, 0.95, 0.04),
+            "bayes_in": cloudy.astype(int),
+        }
+    )
+
+
+def write_day(
+    root: Path,
+    day: dt.date,
+    *,
+    products: int = 4,
+    night: int = 1,
+    failed: int = 0,
+    sst: bool = True,
+    model_day: dt.date | None = None,
+) -> dict:
+    """One processed day in ``root``: ``products`` products of which ``night`` went to night/ (not masked)
+    and ``failed`` did not convert; its masks come from the model trained on ``model_day`` (default: that
+    day, else a run with training off). Returns the run summary the pipeline wrote."""
+    data, rng = DataRoot(root), np.random.default_rng(day.toordinal())
+    names = product_names(day, products)
+    if model_day is None or model_day == day:
+        model = write_model(data.model(day), rng)
+    else:
+        model = data.model(model_day) / "model.keras"
+    tables = []
+    for i, name in enumerate(names):
+        if i < failed:
+            continue  # no converted file: summarise_day lists the product as failed
+        split = "night" if i < failed + night else "day"
+        # summarise_day counts converted products by their files; the page never reads them
+        (data.hdf(day) / split).mkdir(parents=True, exist_ok=True)
+        (data.hdf(day) / split / f"{name}.h5").touch()
+        if split == "night":
+            continue  # inference masks day products only
+        cloud = (rng.uniform(size=GRID) < rng.uniform(0.2, 0.7)).astype(float)
+        probability = write_mask(data.masks(day) / f"{name}.h5", name, model, cloud, rng)
+        false_colour = np.clip(cloud[..., None] * 0.7 + rng.uniform(0, 0.3, (*GRID, 3)), 0, 1)
+        panels = [(false_colour, "false colour"), (probability >= 0.5, "model mask"), (cloud, "Bayesian mask")]
+        write_png(data.masks(day) / f"{name}.png", panels, name)
+        tables.append(matchups(name, cloud, rng))
+    # the match-up table lives in the archive, outside the data root
+    matchup_table = root.with_name(f"{root.name}-matchups") / f"sst_matchups_{day:%Y%m%d}.csv"
+    if sst and tables:
+        matchup_table.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(tables).to_csv(matchup_table, index=False)
+        compare(matchup_table, data.masks(day), data.sst(day))
+    return summarise_day(names, day.isoformat(), str(root))
+
+
+def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date | None = None) -> None:
+    """``days`` run summaries from ``first`` on, fast (no PNG, no mask): each a copy of one real day's
+    summary (written by ``write_day``) with its date and figures varied, for timing the page on a year."""
+    template_day = template_day or first
+    template = write_day(root, template_day)
+    rng = np.random.default_rng(0)
+    for i in range(days):
+        day = first + dt.timedelta(days=i)
+        if day == template_day:
+            continue
+        summary = json.loads(json.dumps(template))
+        summary["date"] = day.isoformat()
+        summary["masked"] = int(rng.integers(50, 300))
+        summary["converted"] = {"day": summary["masked"], "night": int(rng.integers(50, 300))}
+        summary["products"] = summary["masked"] + summary["converted"]["night"]
+        for mask, bias in (("bayesian", -0.2), ("model", -0.3)):
+            summary["sst"][mask].update(median=bias + rng.normal(0, 0.05), robust_sd=0.3 + rng.uniform(0, 0.1))
+        summary["sst"]["agreement"] = rng.uniform(0.8, 0.95)
+        write_summary(DataRoot(root).summary(day), summary)
