@@ -2,33 +2,51 @@
 
 A reader therefore sees either no file or a complete one under the final name, even when the
 writer is killed, the disk fills up, or two workers produce the same output at once (the last
-rename wins and both wrote identical content).
+rename wins and both wrote identical content). A full file system (ENOSPC, EDQUOT) becomes a
+``DiskFullError`` naming the output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from cloud_tasks.errors import DiskFullError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _disk_full_names(final: Path) -> Iterator[None]:
+    """Turn "no space left" (from the OS or from HDF5, which keeps the errno) into a DiskFullError naming ``final``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise DiskFullError(final, os.strerror(exc.errno).lower()) from exc
+
 
 @contextlib.contextmanager
 def atomic_file(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _disk_full_names(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -38,15 +56,16 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     If ``final`` appeared meanwhile (another worker finished first), ours is discarded.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
+    with _disk_full_names(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            yield tmp
+            os.chmod(tmp, 0o755)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -16,3 +16,24 @@ class InputError(CloudTasksError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):
+        # Picklable with its own arguments: it crosses process boundaries (convert-hdf --workers).
+        return type(self), (self.path, self.problem)
+
+
+class DiskFullError(CloudTasksError):
+    """An output could not be written: its file system is full (or the quota is used up).
+
+    Not the input's fault: the same command succeeds once space is freed (a retry, not a fix of the data).
+    """
+
+    def __init__(self, path: str | Path, reason: str = "no space left on device"):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"{path}: {reason} in {self.path.parent}; the partial output was removed, earlier outputs kept"
+        )
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)

@@ -182,7 +182,8 @@ def _copy_member(zip_path: Path, member: str, src: BinaryIO, dst: BinaryIO, limi
     Counts the bytes really produced rather than trusting the header; ``why`` says which limit applies.
     (zipfile already stops at a member's declared size, itself within ``max_ratio`` of the compressed
     bytes zipfile reads, so the ratio holds while streaming too; this guard does not rely on that.)
-    Read errors (corrupt or truncated data) become InputError; write errors (disk full) stay OSError.
+    Read errors (corrupt or truncated data) become InputError; write errors stay OSError (a full disk
+    becomes a DiskFullError naming the product folder, in ``atomic_dir``).
     """
     count = 0
     while True:

@@ -204,12 +204,12 @@ def slstr_cloud_mask():
     @task(trigger_rule="all_done")
     def summary(planned_products: list[str], day: str, data_root: str) -> dict:
         """Write and log the run summary: products converted, masked and failed, SST statistics."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from cloud_tasks.pipeline import summarise_day
 
-        if day is None:
-            raise AirflowSkipException("discover failed: no products to summarise")
+        if day is None:  # a skip would end the run green although nothing was processed
+            raise AirflowFailException("discover failed (see its log): no products to summarise")
         result = summarise_day(planned_products, day, data_root)
         if result["failed"]:
             # the summary is written; failing here (without retries) marks the whole run failed

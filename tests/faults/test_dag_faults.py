@@ -1,0 +1,202 @@
+"""Faults at the DAG level, with ``dag.test()`` on a real metadata DB, real products and the local runner:
+a forced re-run of a day gives identical outputs, a corrupt NetCDF file inside a good zip fails only its
+product, out-of-range parameters are refused when the run is triggered, and a missing archive root fails
+the run at ``discover``.
+
+The re-run that reuses finished work and a corrupt zip are in tests/dags/test_dag_run.py (see ``reused.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from .conftest import REPO, files_below, leftovers
+
+DAY = dt.date(2024, 6, 1)
+LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # a manual run processes the day before it
+DAY_PATH = "2024/06/01"
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.models import DagBag, Pool
+
+    Pool.create_or_update_pool("gpu", slots=1, description="ML steps", include_deferred=False)
+    return DagBag(dag_folder=str(REPO / "dags")).dags["slstr_cloud_mask"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    from cloud_tasks.sample import make_sample_archive
+
+    root = tmp_path_factory.mktemp("archive")
+    make_sample_archive(root, DAY, 4, grid="small", seed=11)
+    return root
+
+
+def run(dag, archive: Path, data_root: Path, model: Path, **conf):
+    """One run of the sample day with an existing model (no training); returns it and its task instances."""
+    run_conf = {
+        "archive_root": str(archive),
+        "data_root": str(data_root),
+        "runner": "local",
+        "gpu": False,
+        "train": False,
+        "model_path": str(model),
+        "chunk_size": 1,
+        **conf,
+    }
+    dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf)
+    return dag_run, {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+
+
+def outputs(data_root: Path, store: str, pattern: str) -> dict[str, Path]:
+    """The day's output files of a store by their path below it."""
+    folder = data_root / store / DAY_PATH
+    return {str(p.relative_to(folder)): p for p in sorted(folder.rglob(pattern)) if not p.name.startswith(".")}
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, dict]:
+    with h5py.File(path) as f:
+        return f["mask"][()], dict(f.attrs)
+
+
+@pytest.fixture(scope="module")
+def clean_run(dag, archive, untrained_model, tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("run-a")
+    dag_run, _ = run(dag, archive, data_root, untrained_model)
+    assert dag_run.state == "success"
+    return data_root
+
+
+def test_forced_rerun_of_a_day_gives_identical_outputs(dag, archive, untrained_model, clean_run, tmp_path):
+    """Everything recomputed in a fresh data root from the same archive and model: HDF5 files, quicklooks
+    and match-up tables byte-identical; masks with identical arrays and attributes, but for ``source_hdf``,
+    the path of the input in each data root."""
+    dag_run, _ = run(dag, archive, tmp_path, untrained_model)
+    assert dag_run.state == "success"
+
+    for store, pattern in (("hdf", "*.h5"), ("masks", "*.png"), ("sst", "*.csv")):
+        first, again = outputs(clean_run, store, pattern), outputs(tmp_path, store, pattern)
+        assert first and list(first) == list(again), store
+        for name in first:
+            assert first[name].read_bytes() == again[name].read_bytes(), f"{store}/{name} differs"
+    first, again = outputs(clean_run, "masks", "*.h5"), outputs(tmp_path, "masks", "*.h5")
+    assert first and list(first) == list(again) == [Path(n).name for n in outputs(clean_run, "hdf", "day/*.h5")]
+    for name in first:
+        (mask_a, attrs_a), (mask_b, attrs_b) = read_mask(first[name]), read_mask(again[name])
+        np.testing.assert_array_equal(mask_a, mask_b)
+        assert attrs_b.pop("source_hdf") == str(tmp_path / "hdf" / DAY_PATH / "day" / name)
+        assert attrs_a.pop("source_hdf") == str(clean_run / "hdf" / DAY_PATH / "day" / name)
+        assert attrs_a == attrs_b
+    summaries = [json.loads((root / "sst" / DAY_PATH / "summary.json").read_text()) for root in (clean_run, tmp_path)]
+    for summary in summaries:
+        del summary["inputs"]  # the masks folder of each data root
+    assert summaries[0] == summaries[1]
+
+
+def truncate_member(zip_path: Path, member_name: str) -> None:
+    """Rewrite a zip with one member cut to half its length: a valid zip holding a broken NetCDF file."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, data[: len(data) // 2] if info.filename.endswith(member_name) else data)
+
+
+def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
+    dag, archive, untrained_model, clean_run, tmp_path, capfd, survivors
+):
+    day_products = outputs(clean_run, "hdf", "day/*.h5")
+    bad = Path(next(iter(day_products))).stem
+    broken = Path(shutil.copytree(archive, tmp_path / "archive"))
+    truncate_member(next(broken.rglob(f"{bad}.zip")), "S7_BT_in.nc")
+    data_root = tmp_path / "data"
+
+    dag_run, instances = run(dag, broken, data_root, untrained_model)
+
+    assert dag_run.state == "failed", "the failure must stay visible"
+    failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
+    assert [task for task, _ in failed] == ["process_chunk.convert", "summary"]
+    assert instances[failed[0]].rendered_map_index == bad
+    retries = dag.get_task("process_chunk.convert").retries
+    assert instances[failed[0]].try_number == retries + 1, "a bad product is retried, then left failed"
+    assert {ti.state for (task, _), ti in instances.items() if task == "process_chunk.extract"} == {"success"}
+    assert instances[("inference", -1)].state == instances[("sst_comparison", -1)].state == "success"
+    assert f"{bad}.SEN3/S7_BT_in.nc: not a readable NetCDF file" in "".join(capfd.readouterr())
+    assert json.loads((data_root / "summaries" / "2024-06-01.json").read_text())["failed"] == [bad]
+    # nothing else lost: every other product's HDF5 file and quicklook as in the clean run, and no trace of the bad one
+    for store, pattern in (("hdf", "*.h5"), ("masks", "*.png")):
+        for name, path in outputs(clean_run, store, pattern).items():
+            if bad not in name:
+                survivors.expect(data_root / store / DAY_PATH / name, like=path)
+    assert survivors.lost() == []
+    assert not [p for p in files_below(data_root / "hdf", data_root / "masks") if bad in p.name]
+    assert leftovers(data_root) == []
+
+
+# conf -> the message of the refusal (the param named, and why)
+BAD_CONF = {
+    "negative epochs": ({"epochs": -1}, "epochs: -1 is less than the minimum of 1"),
+    "too many epochs": ({"epochs": 5000}, "epochs: 5000 is greater than the maximum of 1000"),
+    "zero batch size": ({"batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
+    "unknown mission": ({"missions": ["S3A", "S3C"]}, "missions: 'S3C' is not one of ['S3A', 'S3B']"),
+    "no mission": ({"missions": []}, "missions: [] should be non-empty"),
+    "empty archive root": ({"archive_root": ""}, "archive_root: '' should be non-empty"),
+    "unknown label": ({"label": "clouds"}, "label: 'clouds' is not one of ['bayes', 'summary_cloud']"),
+    "unknown runner": ({"runner": "kubernetes"}, "runner: 'kubernetes' is not one of ['docker', 'local']"),
+    "epochs not a number": ({"epochs": "30"}, "epochs: '30' is not of type 'integer'"),
+    "impossible date": ({"date": "2024-02-30"}, "date: '2024-02-30' is not a 'date'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONF)
+def test_out_of_range_params_are_refused_at_trigger(dag, case):
+    """As the REST API, the UI form and ``airflow dags trigger`` create a run: through the serialized DAG's
+    ``create_dagrun``, which validates the conf against the params and creates nothing when it fails."""
+    from airflow.models import DagRun
+    from airflow.sdk.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.session import create_session
+
+    conf, message = BAD_CONF[case]
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    serialized.params.deep_merge({"archive_root": "/neodc"}).validate()  # the defaults themselves are valid
+    with create_session() as session:
+        before = session.query(DagRun).filter(DagRun.dag_id == dag.dag_id).count()
+    with pytest.raises(ParamValidationError, match="^" + re.escape(f"Invalid input for param {message}")):
+        serialized.create_dagrun(
+            run_id=f"manual__refused_{case.replace(' ', '_')}",
+            logical_date=LOGICAL_DATE,
+            data_interval=None,
+            run_after=LOGICAL_DATE,
+            conf=conf,
+            run_type="manual",
+            triggered_by="test",
+            state="queued",
+        )
+    with create_session() as session:
+        assert session.query(DagRun).filter(DagRun.dag_id == dag.dag_id).count() == before
+
+
+def test_missing_archive_root_fails_the_run_at_discover(dag, untrained_model, tmp_path, capfd):
+    """A Param cannot see the disk: the archive root is checked by ``discover``, which fails naming it, and
+    the run ends failed with nothing processed."""
+    missing = tmp_path / "neodc"
+    dag_run, instances = run(dag, missing, tmp_path / "data", untrained_model)
+
+    assert dag_run.state == "failed"
+    states = {task: ti.state for (task, _), ti in instances.items()}
+    assert states["discover"] == states["summary"] == "failed"
+    assert "success" not in {state for task, state in states.items() if task != "discover"}
+    assert f"{missing}: archive root is not an existing folder" in "".join(capfd.readouterr())
+    assert not (tmp_path / "data").exists()
