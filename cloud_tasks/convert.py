@@ -32,7 +32,7 @@ import numpy as np
 
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import CloudTasksError, InputError
+from cloud_tasks.errors import CloudTasksError, DiskFullError, InputError
 from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS, SPLITS, output_path
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
@@ -244,7 +244,8 @@ def convert_products(
 
     def record(product: Path, outcome) -> None:
         if isinstance(outcome, BaseException):
-            if not isinstance(outcome, CloudTasksError) or not keep_going:
+            # a full disk fails every product that follows: stop at the first one
+            if not isinstance(outcome, CloudTasksError) or isinstance(outcome, DiskFullError) or not keep_going:
                 raise outcome
             log.error("%s", outcome)
             failures.append(str(outcome))
@@ -266,8 +267,12 @@ def convert_products(
         context = multiprocessing.get_context("forkserver")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(_convert_one, p, out_dir, day_threshold, force): p for p in products}
-            for future in concurrent.futures.as_completed(futures):
-                record(futures[future], future.exception() or future.result())
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    record(futures[future], future.exception() or future.result())
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # do not start the products still queued
+                raise
     if failures:
         raise CloudTasksError(f"{len(failures)} of {len(products)} products failed to convert:\n" + "\n".join(failures))
     return sorted(done)

@@ -159,6 +159,9 @@ def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) 
         "products": products,
         "train_arguments": ml_command("train", data, day, **train_options) if params["train"] else [],
         "inference_arguments": ml_command("inference", data, day, model_path=model_path),
+        # what each ML step only reads, mounted read-only in its container
+        "train_inputs": [str(data.hdf(day) / "day")],
+        "inference_inputs": [str(data.hdf(day) / "day"), model_path or str(data.model(day) / "model.keras")],
         "matchups": params.get("matchups")
         or str(Path(params["archive_root"]) / "matchups" / f"sst_matchups_{day:%Y%m%d}.h5"),
     }

@@ -53,8 +53,8 @@ PARAMS = {
     "archive_root": Param(
         os.environ.get("CLOUD_TASKS_ARCHIVE_ROOT", "/neodc"),
         type="string",
-        minLength=1,
-        description="Root of the CEDA-like archive (<root>/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD/*.zip).",
+        pattern="^/",
+        description="Root of the CEDA-like archive, absolute (<root>/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD).",
     ),
     "missions": Param(
         ["S3A", "S3B"],
@@ -73,22 +73,26 @@ PARAMS = {
     "file_list": Param(
         None,
         type=["null", "string"],
-        description="Manual runs: a text file listing product zips, one per line (the seed's interface).",
+        pattern="^/",
+        description="Manual runs: a text file (absolute path) listing product zips, one per line (the seed's way).",
     ),
     "data_root": Param(
         os.environ.get("CLOUD_TASKS_DATA_ROOT", "/opt/airflow/data"),
         type="string",
-        minLength=1,
-        description="Where every stage writes its outputs (must be visible to the ML containers).",
+        pattern="^/",
+        description="Absolute path where every stage writes its outputs (must be visible to the ML containers).",
     ),
     "train": Param(True, type="boolean", description="Train a model on the day's products (else use model_path)."),
-    "model_path": Param(None, type=["null", "string"], description="Existing model.keras used when train is off."),
+    "model_path": Param(
+        None, type=["null", "string"], pattern="^/", description="Existing model.keras used when train is off."
+    ),
     "epochs": Param(30, type="integer", minimum=1, maximum=1000, description="Training epochs."),
     "batch_size": Param(32, type="integer", minimum=1, maximum=1024, description="Training batch size."),
     "label": Param("bayes", type="string", enum=["bayes", "summary_cloud"], description="Training label source."),
     "matchups": Param(
         None,
         type=["null", "string"],
+        pattern="^/",
         description="SST match-up table; default <archive_root>/matchups/sst_matchups_YYYYMMDD.h5.",
     ),
     "runner": Param(
@@ -175,6 +179,7 @@ def slstr_cloud_mask():
     train = CloudTasksOperator(
         task_id="train",
         arguments=planned["train_arguments"],
+        read_only_mounts=planned["train_inputs"],
         trigger_rule="all_done",  # train on whatever converted, even if some products failed
         outlets=[MODELS],
         doc_md="Train the U-Net on the day's converted day-time products (skipped when `train` is off).",
@@ -183,6 +188,7 @@ def slstr_cloud_mask():
     inference = CloudTasksOperator(
         task_id="inference",
         arguments=planned["inference_arguments"],
+        read_only_mounts=planned["inference_inputs"],
         trigger_rule="none_failed",  # runs after training, or with model_path when training is skipped
         outlets=[MASKS],
         doc_md="Write a cloud mask and a quicklook per day-time product.",

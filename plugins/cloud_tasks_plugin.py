@@ -19,7 +19,10 @@ def container_user() -> str:
     """The non-root user the ML container runs as: the worker's own uid:gid (so outputs belong to the
     worker), or the image's user 1000 when the worker itself is root; ``CLOUD_TASKS_CONTAINER_USER`` overrides."""
     if os.environ.get(CONTAINER_USER_ENV):
-        return os.environ[CONTAINER_USER_ENV]
+        user = os.environ[CONTAINER_USER_ENV]
+        if user.split(":")[0] in ("0", "root"):
+            raise ValueError(f"{CONTAINER_USER_ENV}={user}: the ML containers must not run as root")
+        return user
     uid, gid = os.getuid(), os.getgid()
     return f"{uid}:{gid}" if uid != 0 else "1000:1000"
 

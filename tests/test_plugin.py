@@ -74,3 +74,10 @@ def test_empty_arguments_skip_the_step(tmp_path):
     step = CloudTasksOperator(task_id="train", arguments=[], data_root=str(tmp_path), runner="local")
     with pytest.raises(AirflowSkipException):
         step.execute(context={})
+
+
+@pytest.mark.parametrize("user", ["0", "0:0", "root", "root:root"])
+def test_a_root_container_user_is_refused(tmp_path, monkeypatch, user):
+    monkeypatch.setenv("CLOUD_TASKS_CONTAINER_USER", user)
+    with pytest.raises(ValueError, match="must not run as root"):
+        operator(tmp_path, runner="docker").docker_operator()

@@ -35,8 +35,12 @@ def test_ml_containers_of_the_dag_are_locked_down(dag, task_id, monkeypatch):
     """The DockerOperator each ML task of the DAG builds (with its templates rendered as a run would)."""
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "worker-secret")  # the worker's secrets stay on the worker
     monkeypatch.delenv("CLOUD_TASKS_CONTAINER_USER", raising=False)
-    step = copy.copy(dag.get_task(task_id))
+    task = dag.get_task(task_id)
+    assert task.read_only_mounts.key == f"{task_id}_inputs", "the step's inputs come from discover's plan"
+    inputs = {"train": ["/data/hdf/day"], "inference": ["/data/hdf/day", "/models/model.keras"]}[task_id]
+    step = copy.copy(task)
     step.arguments, step.data_root, step.runner, step.gpu, step.image = [task_id], "/data", "docker", True, "ml:1"
+    step.read_only_mounts = inputs
     docker = step.docker_operator()
 
     assert docker.network_mode == "none"
@@ -48,6 +52,7 @@ def test_ml_containers_of_the_dag_are_locked_down(dag, task_id, monkeypatch):
     assert docker.env_file is None and not docker._private_environment
     writable = [m["Source"] for m in docker.mounts if not m.get("ReadOnly")]
     assert writable == ["/data"], "only the data root is writable"
+    assert [m["Source"] for m in docker.mounts if m.get("ReadOnly")] == inputs, "inputs are mounted read-only"
     assert all("docker.sock" not in m["Source"] for m in docker.mounts)
 
 
