@@ -1,0 +1,199 @@
+"""The DAG with the ``docker`` runner on a real Docker Engine (``dag.test()``, ``gpu`` off).
+
+``train`` and ``inference`` run in containers of the ML image built offline by
+``docker/test-engine.sh``, as the operator's non-root user, without network, with the data root
+bind-mounted at its own path (their inputs read-only); their masks match those of the ``local``
+runner. With ``gpu`` on,
+the engine is asked for a GPU (and, having no NVIDIA runtime here, refuses it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from cloud_tasks_plugin import CloudTasksOperator, container_user
+
+from cloud_tasks.pipeline import DataRoot, ml_command
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAY = dt.date(2024, 6, 1)
+LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # a manual run at this date processes DAY
+# Both runners train with the same seed on the same converted files, with TensorFlow 2.21 on the same
+# CPU: measured identical masks (max abs diff 0.0). The bounds leave room for TensorFlow's CPU
+# kernels not being bit-reproducible across builds and thread schedules.
+MAX_ABS_DIFF = 0.05
+MIN_AGREEMENT = 0.99  # share of valid pixels on the same side of the 0.5 cloud threshold
+
+
+class ContainerWatch:
+    """Follows the engine's container events while open: inspects every container when it starts
+    (configuration, and the network interfaces its process sees) and notes every one destroyed."""
+
+    def __init__(self, engine):
+        self.client = engine.client()
+        self.started: list[dict] = []
+        self.destroyed: set[str] = set()
+
+    def __enter__(self) -> ContainerWatch:
+        self.events = self.client.events(decode=True, filters={"type": "container"})
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        # The operator removes its container before returning; the engine reports it a moment later.
+        deadline = time.monotonic() + 15
+        while {c["id"] for c in self.started} - self.destroyed and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.events.close()
+        self.thread.join(timeout=15)
+        self.client.close()
+
+    def _follow(self) -> None:
+        with suppress(Exception):  # closing the stream from __exit__ ends the iteration with an error
+            for event in self.events:
+                if event.get("Action") == "start":
+                    self.started.append(self._inspect(event["id"]))
+                elif event.get("Action") == "destroy":
+                    self.destroyed.add(event["id"])
+
+    def _inspect(self, container_id: str) -> dict:
+        attrs = self.client.api.inspect_container(container_id)
+        return {
+            "id": container_id,
+            "image": attrs["Config"]["Image"],
+            "command": attrs["Config"]["Cmd"],
+            "user": attrs["Config"]["User"],
+            "network_mode": attrs["HostConfig"]["NetworkMode"],
+            "mounts": attrs["Mounts"],
+            "interfaces": network_interfaces(attrs["State"]["Pid"]),
+        }
+
+
+def network_interfaces(pid: int) -> list[str] | None:
+    """The network interfaces in a process's network namespace (None if it has exited)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return None
+    return sorted(line.split(":")[0].strip() for line in lines)
+
+
+def container_ids() -> tuple[int, int]:
+    uid, gid = container_user().split(":")
+    return int(uid), int(gid)
+
+
+def run_dag(dag, archive: Path, data_root: Path, **conf) -> Path:
+    """One successful ``dag.test()`` run of the sample day (fails with the unsuccessful tasks otherwise)."""
+    run_conf = {"archive_root": str(archive), "data_root": str(data_root), "gpu": False, "epochs": 2, "batch_size": 4}
+    dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf | conf)
+    failed = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances() if ti.state != "success"}
+    assert dag_run.state == "success", failed
+    return data_root
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    from cloud_tasks.sample import make_sample_archive
+
+    root = tmp_path_factory.mktemp("docker-archive")
+    make_sample_archive(root, DAY, 4, grid="small", seed=21)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_run(dag, archive, tmp_path_factory) -> Path:
+    return run_dag(dag, archive, tmp_path_factory.mktemp("local-data"), runner="local")
+
+
+@pytest.fixture(scope="module")
+def docker_run(dag, archive, docker_engine, tmp_path_factory) -> tuple[Path, ContainerWatch]:
+    data_root = tmp_path_factory.mktemp("docker-data")
+    # The container runs as the operator's non-root user (1000:1000, as this worker is root). As a
+    # deployment's data root belongs to its worker's user, this one belongs to the container's, which
+    # can then create models/ and masks/ in it; the worker (root here) writes the rest.
+    os.chown(data_root, *container_ids())
+    with pytest.MonkeyPatch.context() as env, ContainerWatch(docker_engine) as watch:
+        env.setenv("DOCKER_HOST", docker_engine.url)  # DockerOperator's default engine
+        run_dag(dag, archive, data_root, runner="docker", image=docker_engine.image)
+    return data_root, watch
+
+
+def test_train_and_inference_ran_in_locked_down_containers(docker_run, docker_engine):
+    data_root, watch = docker_run
+    data = DataRoot(data_root)
+    inputs = {  # what each step only reads: mounted read-only over the writable data root
+        "train": {str(data.hdf(DAY) / "day")},
+        "inference": {str(data.hdf(DAY) / "day"), str(data.model(DAY) / "model.keras")},
+    }
+    assert [c["command"][0] for c in watch.started] == ["train", "inference"]
+    for container in watch.started:
+        assert container["image"] == docker_engine.image
+        assert container["network_mode"] == "none"
+        assert container["interfaces"] == ["lo"], "the container's process saw a network interface"
+        assert container["user"] == container_user() and not container["user"].startswith("0:")
+        mounts = {m["Destination"]: m for m in container["mounts"]}
+        assert all(m["Type"] == "bind" and m["Source"] == m["Destination"] for m in mounts.values())
+        assert mounts.pop(str(data_root))["RW"] is True
+        assert {path for path, m in mounts.items() if not m["RW"]} == set(mounts) == inputs[container["command"][0]]
+    assert {c["id"] for c in watch.started} <= watch.destroyed
+    assert docker_engine.containers() == [], "containers left behind"
+
+
+def test_containers_wrote_the_model_and_masks_as_their_user(docker_run):
+    data_root, _ = docker_run
+    data = DataRoot(data_root)
+    summary = json.loads(data.summary(DAY).read_text())
+    day_products = sorted(p.name for p in (data.hdf(DAY) / "day").glob("*.h5"))
+    masks = sorted(data.masks(DAY).glob("*.h5"))
+    assert summary["failed"] == [] and summary["masked"] == len(masks) == len(day_products) >= 1
+    assert [m.name for m in masks] == day_products
+    written = [data.model(DAY) / "model.keras", *masks, *data.masks(DAY).glob("*.png")]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {container_ids()}
+    assert summary["sst"]["model"]["clear"] > 0
+
+
+def test_docker_masks_match_the_local_runner(docker_run, local_run):
+    docker_masks = DataRoot(docker_run[0]).masks(DAY)
+    local_masks = sorted(DataRoot(local_run).masks(DAY).glob("*.h5"))
+    assert local_masks and sorted(p.name for p in docker_masks.glob("*.h5")) == [p.name for p in local_masks]
+    for local_path in local_masks:
+        with h5py.File(local_path) as local, h5py.File(docker_masks / local_path.name) as docker:
+            a, b = local["mask"][...], docker["mask"][...]
+        valid = np.isfinite(a)
+        assert np.array_equal(valid, np.isfinite(b)), f"{local_path.name}: the masks' valid pixels differ"
+        max_diff = float(np.max(np.abs(a[valid] - b[valid])))
+        agreement = float(np.mean((a[valid] >= 0.5) == (b[valid] >= 0.5)))
+        print(f"{local_path.name}: max abs diff {max_diff:.3g}, thresholded agreement {agreement:.6f}")
+        assert max_diff <= MAX_ABS_DIFF and agreement >= MIN_AGREEMENT, (local_path.name, max_diff, agreement)
+
+
+def test_gpu_on_asks_the_engine_for_a_gpu(docker_engine, tmp_path, monkeypatch):
+    import docker.errors
+
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.url)
+    step = CloudTasksOperator(
+        task_id="inference",
+        arguments=ml_command("inference", DataRoot(tmp_path), DAY),
+        runner="docker",
+        gpu=True,
+        image=docker_engine.image,
+        data_root=str(tmp_path),
+    )
+    # No NVIDIA runtime here: the engine's refusal proves that the GPU request reached it.
+    refusal = 'could not select device driver "" with capabilities: [[gpu]]'
+    with pytest.raises(docker.errors.APIError, match=re.escape(refusal)):
+        step.execute(context={})
+    assert docker_engine.containers() == [], "the failed container was left behind"
