@@ -8,11 +8,11 @@ an InputError naming the file.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from isal import isal_zlib  # inflates deflate streams ~2.5x faster than zlib, same bytes
 
 from cloud_tasks.errors import InputError
 
@@ -140,7 +140,7 @@ class NetCDFFile:
 class PackedArray:
     """An integer image as stored: one deflated (and byte-shuffled) chunk, decoded on demand.
 
-    zlib releases the GIL, so several channels decode in parallel threads, while the HDF5 and
+    Inflating releases the GIL, so several channels decode in parallel threads, while the HDF5 and
     netCDF libraries, which are not thread-safe, are only ever called from one thread.
     """
 
@@ -151,8 +151,8 @@ class PackedArray:
     def decode(self) -> np.ndarray:
         if self._array is None:
             try:
-                data = zlib.decompress(self._chunk)
-            except zlib.error as exc:
+                data = isal_zlib.decompress(self._chunk)
+            except isal_zlib.error as exc:
                 raise InputError(self.path, f"variable '{self.name}' cannot be read (corrupt data: {exc})") from None
             count, size = math.prod(self.shape), self.dtype.itemsize
             if len(data) != count * size:

@@ -98,7 +98,7 @@ BAD_PRODUCTS: dict[str, tuple[str, Callable[[Path, Path], None], str]] = {
     "NetCDF data chunk corrupt": (
         "S7_BT_in.nc",
         lambda p, f: corrupt_chunk(f, "S7_BT_in"),
-        r"variable 'S7_BT_in' cannot be read \(corrupt data: .*incorrect data check",
+        r"variable 'S7_BT_in' cannot be read \(corrupt data: .*[Ii]ncorrect (data check|checksum)",
     ),
     "radiance grid not nested in the 1 km grid": (
         "S4_radiance_an.nc",
