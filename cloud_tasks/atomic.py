@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -69,3 +70,10 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, value) -> Path:
+    """Write ``value`` as indented JSON with sorted keys, atomically (same value, same bytes)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)

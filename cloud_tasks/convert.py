@@ -32,7 +32,7 @@ import numpy as np
 
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import CloudTasksError, DiskFullError, InputError
+from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError
 from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS, SPLITS, output_path
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
@@ -240,7 +240,7 @@ def convert_products(
     """
     out_dir = Path(out_dir)
     done: list[Path] = []
-    failures: list[str] = []
+    failures: list[CloudTasksError] = []
 
     def record(product: Path, outcome) -> None:
         if isinstance(outcome, BaseException):
@@ -248,7 +248,7 @@ def convert_products(
             if not isinstance(outcome, CloudTasksError) or isinstance(outcome, DiskFullError) or not keep_going:
                 raise outcome
             log.error("%s", outcome)
-            failures.append(str(outcome))
+            failures.append(outcome)
         else:
             done.append(outcome)
         finished = len(done) + len(failures)
@@ -274,7 +274,7 @@ def convert_products(
                 pool.shutdown(cancel_futures=True)  # do not start the products still queued
                 raise
     if failures:
-        raise CloudTasksError(f"{len(failures)} of {len(products)} products failed to convert:\n" + "\n".join(failures))
+        raise BatchFailures("convert", failures, sorted(done), len(products))
     return sorted(done)
 
 

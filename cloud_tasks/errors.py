@@ -37,3 +37,21 @@ class DiskFullError(CloudTasksError):
 
     def __reduce__(self):
         return type(self), (self.path, self.reason)
+
+
+class BatchFailures(CloudTasksError):
+    """Some products of a batch run with ``keep_going`` failed; the others were processed.
+
+    ``failures`` holds each failed product's error, ``done`` the outputs of the good products.
+    """
+
+    MAX_LISTED = 20
+
+    def __init__(self, action: str, failures: list[CloudTasksError], done: list[Path], total: int):
+        self.failures = failures
+        self.done = done
+        lines = [f"{len(failures)} of {total} products failed to {action}:"]
+        lines += [f"  {exc}" for exc in failures[: self.MAX_LISTED]]
+        if len(failures) > self.MAX_LISTED:
+            lines.append(f"  ... and {len(failures) - self.MAX_LISTED} more (see the log)")
+        super().__init__("\n".join(lines))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cloud_tasks.atomic import atomic_dir
-from cloud_tasks.errors import CloudTasksError, InputError
+from cloud_tasks.errors import BatchFailures, InputError
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
 
@@ -51,24 +51,6 @@ PROGRESS_LINES = 20  # at most about this many INFO progress lines per extract_p
 # (zlib/lzma errors; bz2 raises OSError), a stream ending early (EOFError), an unknown method.
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError, RuntimeError)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
-
-
-class ExtractFailures(CloudTasksError):
-    """Some products of ``extract_products(keep_going=True)`` failed; the others were extracted.
-
-    ``failures`` holds each failed product's InputError, ``extracted`` the good products' folders.
-    """
-
-    MAX_LISTED = 20
-
-    def __init__(self, failures: list[InputError], extracted: list[Path], total: int):
-        self.failures = failures
-        self.extracted = extracted
-        lines = [f"{len(failures)} of {total} products failed to extract:"]
-        lines += [f"  {exc}" for exc in failures[: self.MAX_LISTED]]
-        if len(failures) > self.MAX_LISTED:
-            lines.append(f"  ... and {len(failures) - self.MAX_LISTED} more (see the log)")
-        super().__init__("\n".join(lines))
 
 
 def _open_zip(zip_path: Path) -> zipfile.ZipFile:
@@ -281,7 +263,7 @@ def extract_products(
 ) -> list[Path]:
     """Extract many product zips to ``out_dir``; return the product folders, sorted.
 
-    With ``keep_going`` a bad zip is logged and skipped, the others extracted, and an ``ExtractFailures``
+    With ``keep_going`` a bad zip is logged and skipped, the others extracted, and a ``BatchFailures``
     listing the bad ones raised at the end; otherwise the first bad zip's InputError is raised at once.
     """
     zips = [Path(z) for z in zips]
@@ -301,7 +283,7 @@ def extract_products(
             log.info("extracted %d/%d (%d %%)%s", i, len(zips), 100 * i // len(zips), failed)
     extracted = sorted(set(extracted))
     if failures:
-        raise ExtractFailures(failures, extracted, len(zips))
+        raise BatchFailures("extract", failures, extracted, len(zips))
     return extracted
 
 
@@ -311,8 +293,8 @@ def _run(args: argparse.Namespace) -> None:
     options = {"max_total_bytes": int(args.max_total_gb * 2**30), "max_ratio": args.max_ratio}
     try:
         paths = extract_products(zips, args.out, keep_going=args.keep_going, **options)
-    except ExtractFailures as exc:
-        sys.stdout.write("".join(f"{p}\n" for p in exc.extracted))  # the good work, before failing
+    except BatchFailures as exc:
+        sys.stdout.write("".join(f"{p}\n" for p in exc.done))  # the good work, before failing
         raise
     sys.stdout.write("".join(f"{p}\n" for p in paths))
 

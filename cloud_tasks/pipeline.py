@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud_tasks.atomic import atomic_file
+from cloud_tasks.atomic import write_json
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.naming import ProductName
 
@@ -111,13 +111,6 @@ def ml_command(
         model = model_path or str(data.model(day) / "model.keras")
         return ["inference", model, str(data.hdf(day) / "day"), str(data.masks(day))]
     raise ValueError(f"unknown ML stage {stage!r} (expected 'train' or 'inference')")
-
-
-def write_summary(path: Path, summary: dict) -> Path:
-    """Write a run summary as sorted JSON, atomically."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    return path
 
 
 def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) -> dict:
@@ -251,7 +244,7 @@ def summarise_day(products: list[str], day: str, data_root: str) -> dict:
         "masks": str(data.masks(date)),
         "sst": json.loads(sst_summary.read_text()) if sst_summary.exists() else None,
     }
-    write_summary(data.summary(date), summary)
+    write_json(data.summary(date), summary)
     log.info("%s: %d products, converted %s, masked %d, failed %d", day, len(products), converted, masked, len(failed))
     return summary
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from cloud_tasks import archive, extract
-from cloud_tasks.errors import InputError
-from cloud_tasks.extract import ExtractFailures, extract_product, extract_products
+from cloud_tasks.errors import BatchFailures, InputError
+from cloud_tasks.extract import extract_product, extract_products
 
 STEM = "S3A_SL_1_RBT____20170315T113420_20170315T113720_20170315T135348_0179_015_237_1439_SVL_O_NR_002"
 OTHER = "S3B_SL_1_RBT____20170316T101010_20170316T101310_20170316T120000_0179_015_100_2000_LN2_O_NT_004"
@@ -234,10 +234,10 @@ def test_keep_going(tmp_path):
     bad = tmp_path / "in" / STEM.replace("113420", "120000").replace("S3A", "S3B")
     bad = write_zip(bad.with_name(bad.name + ".zip"), [("../evil", b"x")])
     out = tmp_path / "out"
-    with pytest.raises(ExtractFailures) as err:
+    with pytest.raises(BatchFailures) as err:
         extract_products([*good, bad], out, keep_going=True)
     assert str(err.value).startswith("1 of 3 products failed") and bad.name in str(err.value)
-    assert err.value.extracted == sorted(out / f"{z.stem}.SEN3" for z in good)
+    assert err.value.done == sorted(out / f"{z.stem}.SEN3" for z in good)
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{z.stem}.SEN3" for z in good)
 
     with pytest.raises(InputError, match="traversal"):
@@ -314,6 +314,6 @@ def test_cli_keep_going_prints_good_then_fails(tmp_path, capsys):
     good = good_zip(tmp_path / "in")
     bad = tmp_path / "in" / f"{OTHER}.zip"
     bad.write_bytes(b"junk")
-    with pytest.raises(ExtractFailures, match="not a zip"):
+    with pytest.raises(BatchFailures, match="not a zip"):
         run_cli("extract", str(tmp_path / "in"), str(tmp_path / "out"), "--keep-going")
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "out" / f"{good.stem}.SEN3")]

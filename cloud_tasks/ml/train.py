@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloud_tasks import __version__
-from cloud_tasks.atomic import atomic_file
+from cloud_tasks.atomic import atomic_file, write_json
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.hdf import LABEL_SOURCES
 from cloud_tasks.paths import expand_inputs
@@ -97,7 +97,7 @@ def train(
     }
     # model.keras marks a finished run: a stale one (fewer epochs) must not outlive this start.
     (out / MODEL_FILE).unlink(missing_ok=True)
-    _write_json(out / PARAMS_FILE, summary)
+    write_json(out / PARAMS_FILE, summary)
     log.info(
         "training on %d product(s) (%d patches), testing on %d (%d patches)",
         len(train_set),
@@ -253,10 +253,10 @@ def _finish(out: Path, model, summary: dict) -> None:
     from cloud_tasks.ml.model import save_model
 
     history = _read_history(out / HISTORY_CSV)
-    _write_json(out / "history.json", history)
+    write_json(out / "history.json", history)
     _plot_history(history, out / "training_curves.png")
     summary["epochs_completed"] = len(history.get("epoch", []))
-    _write_json(out / PARAMS_FILE, summary)
+    write_json(out / PARAMS_FILE, summary)
     save_model(model, out / MODEL_FILE)
 
 
@@ -301,11 +301,6 @@ def _check_same_run(out: Path, previous: dict, params: dict) -> None:
 
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _write_json(path: Path, value) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2) + "\n")
 
 
 def register(subparsers) -> None:

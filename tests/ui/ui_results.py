@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cloud_tasks.atomic import write_json
 from cloud_tasks.naming import format_product_name
-from cloud_tasks.pipeline import DataRoot, summarise_day, write_summary
+from cloud_tasks.pipeline import DataRoot, summarise_day
 from cloud_tasks.sst import compare
 
 GRID = (48, 64)  # rows, columns of a (tiny) product grid
@@ -189,4 +190,4 @@ def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date
         for mask, bias in (("bayesian", -0.2), ("model", -0.3)):
             summary["sst"][mask].update(median=bias + rng.normal(0, 0.05), robust_sd=0.3 + rng.uniform(0, 0.1))
         summary["sst"]["agreement"] = rng.uniform(0.8, 0.95)
-        write_summary(DataRoot(root).summary(day), summary)
+        write_json(DataRoot(root).summary(day), summary)
