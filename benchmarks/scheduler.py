@@ -35,6 +35,7 @@ COMPONENTS = {
 
 
 def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -75,13 +76,14 @@ def started(name: str, command: list[str], home: Path, env: dict) -> Iterator[su
         process.wait(10)
 
 
-def healthy(api: httpx.Client) -> bool:
+def healthy(api: httpx.Client, components=("metadatabase", "scheduler", "dag_processor")) -> bool:
+    """Whether the api-server answers and reports each of ``components`` healthy."""
     try:
         response = api.get("/api/v2/monitor/health")
     except httpx.TransportError:
         return False
     report = response.json() if response.status_code == 200 else {}
-    return all((report.get(c) or {}).get("status") == "healthy" for c in ("metadatabase", "scheduler", "dag_processor"))
+    return all((report.get(c) or {}).get("status") == "healthy" for c in components)
 
 
 def parse_time(value: str) -> dt.datetime:

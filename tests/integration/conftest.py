@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from benchmarks.scheduler import free_port, healthy
+
 if TYPE_CHECKING:
     import httpx
 
@@ -67,12 +69,6 @@ def apt_install(*packages: str) -> None:
     apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600"]
     run([*apt, "update", "-qq"], timeout=900, env=env)
     run([*apt, "install", "-y", "-qq", "--no-install-recommends", *packages], timeout=1200, env=env)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tail(path: Path, lines: int = 80) -> str:
@@ -346,18 +342,6 @@ def airflow_env(home: Path, database: str, broker: str, api_port: int) -> dict[s
     }
 
 
-def healthy(api, components: tuple[str, ...]) -> bool:
-    """Whether the api-server answers and reports each of ``components`` healthy."""
-    import httpx
-
-    try:
-        response = api.get("/api/v2/monitor/health")
-    except httpx.TransportError:
-        return False
-    report = response.json() if response.status_code == 200 else {}
-    return all((report.get(c) or {}).get("status") == "healthy" for c in components)
-
-
 @pytest.fixture(scope="module")
 def airflow_deployment(postgres, redis_broker, tmp_path_factory) -> Iterator[Deployment]:
     """api-server, scheduler, dag-processor and a Celery worker on PostgreSQL and Redis (no triggerer: nothing
@@ -379,9 +363,8 @@ def airflow_deployment(postgres, redis_broker, tmp_path_factory) -> Iterator[Dep
     try:
         for name, args in commands.items():
             deployment.services.append(Service.start(name, [AIRFLOW, *args], home, env=env))
-        components = ("metadatabase", "scheduler", "dag_processor")
         wait_until(
-            lambda: healthy(deployment.api, components),
+            lambda: healthy(deployment.api),
             timeout=180,
             what="api-server, scheduler and dag-processor to be healthy",
             services=deployment.services,

@@ -11,7 +11,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from ui_results import DAYS
 
+from benchmarks.scheduler import free_port
 from cloud_tasks.pipeline import DataRoot
 
 pytestmark = pytest.mark.browser
@@ -52,12 +52,6 @@ def chromium() -> str:
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
         subprocess.run(command, env=env, check=True, timeout=900, capture_output=True)
     return shutil.which("chromium") or pytest.fail("apt-get installed chromium, but it is not on PATH")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
