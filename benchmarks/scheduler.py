@@ -86,10 +86,6 @@ def healthy(api: httpx.Client, components=("metadatabase", "scheduler", "dag_pro
     return all((report.get(c) or {}).get("status") == "healthy" for c in components)
 
 
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def busy_seconds(intervals: list[tuple[dt.datetime, dt.datetime]]) -> float:
     """Seconds during which at least one of ``intervals`` was under way (their union's length)."""
     total, covered_until = 0.0, None
@@ -145,14 +141,13 @@ def scheduled_run(conf: dict, home: Path, timeout: float = 3600) -> dict:
             interval=2.0,
         )
         instances = api.get(f"{run_path}/taskInstances", params={"limit": 1000}).json()["task_instances"]
+    when = dt.datetime.fromisoformat  # reads the API's "Z" suffix (Python >= 3.11)
     intervals = [
-        (parse_time(ti["start_date"]), parse_time(ti["end_date"]))
-        for ti in instances
-        if ti["start_date"] and ti["end_date"]
+        (when(ti["start_date"]), when(ti["end_date"])) for ti in instances if ti["start_date"] and ti["end_date"]
     ]
     return {
         "state": run["state"],
-        "wall": (parse_time(run["end_date"]) - parse_time(run["queued_at"])).total_seconds(),
+        "wall": (when(run["end_date"]) - when(run["queued_at"])).total_seconds(),
         "tasks": sum((end - start).total_seconds() for start, end in intervals),
         "busy": busy_seconds(intervals),
     }
