@@ -1,0 +1,170 @@
+"""Where everything lives: the one module that names the pipeline's folders and files.
+
+Data root layout (keyed by date and product, never by run id)::
+
+    <data_root>/extracted/YYYY/MM/DD/<product>.SEN3    extracted products
+    <data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5 converted products
+    <data_root>/models/YYYY/MM/DD/                     model trained on that day (ModelFiles)
+    <data_root>/masks/YYYY/MM/DD/<product>.{h5,png}     cloud masks and quicklooks (MaskFiles)
+    <data_root>/sst/YYYY/MM/DD/                         SST comparison (SstFiles)
+    <data_root>/summaries/YYYY-MM-DD.json               run summary
+
+Archive side: ``<archive_root>/matchups/sst_matchups_YYYYMMDD.h5`` (the day's SST match-up table).
+
+Stages, the UI page, the benchmarks and the tests take every name from here; nothing else spells one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("day", "night")  # converted products are filed by day/night split
+DAY_SPLIT, NIGHT_SPLIT = SPLITS
+HDF_SUFFIX = ".h5"
+SEN3_SUFFIX = ".SEN3"
+ZIP_SUFFIX = ".zip"
+QUICKLOOK_SUFFIX = ".png"
+SUMMARY_GLOB = "????-??-??.json"
+
+
+def converted_path(hdf_dir: str | Path, split: str, product_stem: str) -> Path:
+    """Where ``convert-hdf`` writes a product's HDF5 file under its output folder."""
+    return Path(hdf_dir) / split / f"{product_stem}{HDF_SUFFIX}"
+
+
+def matchups_path(archive_root: str | Path, day: dt.date) -> Path:
+    """The SST match-up table of a day, beside the archive's products."""
+    return Path(archive_root) / "matchups" / f"sst_matchups_{day:%Y%m%d}.h5"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of a training run's output folder (``train``'s OUT)."""
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def model(self) -> Path:  # written last: its presence marks a finished run
+        return self.folder / "model.keras"
+
+    @property
+    def params(self) -> Path:
+        return self.folder / "params.json"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.folder / "history.csv"
+
+    @property
+    def history_json(self) -> Path:
+        return self.folder / "history.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.folder / "training_curves.png"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.folder / "logs"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / ".lock"
+
+
+@dataclass(frozen=True)
+class MaskFiles:
+    """The files of an ``inference`` output folder: a mask and a quicklook per product."""
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    def mask(self, product_stem: str) -> Path:
+        return self.folder / f"{product_stem}{HDF_SUFFIX}"
+
+    def quicklook(self, product_stem: str) -> Path:
+        return self.folder / f"{product_stem}{QUICKLOOK_SUFFIX}"
+
+    def masks(self) -> list[Path]:
+        """The mask files present, sorted (hidden temporaries excluded)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.glob(f"*{HDF_SUFFIX}") if not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class SstFiles:
+    """The result set of an ``sst-comp`` output folder."""
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "summary.json"
+
+    @property
+    def table(self) -> Path:
+        return self.folder / "matchups_compared.csv"
+
+    @property
+    def histogram(self) -> Path:
+        return self.folder / "sst_histogram.png"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Where each stage of the pipeline keeps its outputs for a given day."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    def _dated(self, store: str, day: dt.date) -> Path:
+        return self.root / store / f"{day:%Y/%m/%d}"
+
+    def extracted(self, day: dt.date) -> Path:
+        return self._dated("extracted", day)
+
+    def extracted_product(self, day: dt.date, product_stem: str) -> Path:
+        return self.extracted(day) / f"{product_stem}{SEN3_SUFFIX}"
+
+    def hdf(self, day: dt.date) -> Path:
+        return self._dated("hdf", day)
+
+    def hdf_split(self, day: dt.date, split: str = DAY_SPLIT) -> Path:
+        return self.hdf(day) / split
+
+    def model(self, day: dt.date) -> ModelFiles:
+        return ModelFiles(self._dated("models", day))
+
+    def masks(self, day: dt.date) -> MaskFiles:
+        return MaskFiles(self._dated("masks", day))
+
+    def sst(self, day: dt.date) -> SstFiles:
+        return SstFiles(self._dated("sst", day))
+
+    @property
+    def summaries(self) -> Path:
+        return self.root / "summaries"
+
+    def summary(self, day: dt.date) -> Path:
+        return self.summaries / f"{day:%Y-%m-%d}.json"
+
+    def summary_files(self) -> list[Path]:
+        """The run summaries present, oldest day first."""
+        return sorted(self.summaries.glob(SUMMARY_GLOB))
