@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cloud_tasks.errors import DiskFullError
+from cloud_tasks.errors import DiskFullError, InputError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -70,6 +70,37 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents) or check the existing one is a writable folder.
+
+    Every command calls this on its OUT before any work, so that a bad location (a file, a read-only
+    folder) is one clear error, not a traceback half-way through.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(path, "output folder is an existing file, not a folder") from None
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise DiskFullError(path, os.strerror(exc.errno).lower()) from None
+        raise InputError(path, f"cannot create the output folder: {exc.strerror or exc}") from None
+    if not path.is_dir():
+        raise InputError(path, "output folder is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(path, "output folder is not writable")
+    return path
+
+
+def output_file(path: str | Path) -> Path:
+    """Check that the output file ``path`` can be written: its folder is made or writable, and it is no folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "output file is an existing folder")
+    output_dir(path.parent)
+    return path
 
 
 def write_json(path: str | Path, value) -> Path:

@@ -33,7 +33,8 @@ import numpy as np
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file
 from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError
-from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS, SPLITS, output_path
+from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS
+from cloud_tasks.layout import SPLITS, converted_path
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
 from cloud_tasks.slstr import (
@@ -70,7 +71,7 @@ class ConvertedArrays:
 def existing_output(out_dir: str | Path, stem: str) -> Path | None:
     """The product's converted file if it exists in either split."""
     for split in SPLITS:
-        path = output_path(out_dir, split, stem)
+        path = converted_path(out_dir, split, stem)
         if path.exists():
             return path
     return None
@@ -89,7 +90,7 @@ def convert_product(
     if not product_dir.is_dir():
         raise InputError(product_dir, "product folder does not exist")
     arrays = read_product(product_dir, name, day_threshold=day_threshold)
-    final = output_path(out_dir, arrays.attrs["split"], name.stem)
+    final = converted_path(out_dir, arrays.attrs["split"], name.stem)
     with atomic_file(final) as tmp:
         write_hdf(tmp, arrays)
     if existing is not None and existing != final:

@@ -39,6 +39,17 @@ class DiskFullError(CloudTasksError):
         return type(self), (self.path, self.reason)
 
 
+def product_failure(product: str | Path, exc: BaseException) -> CloudTasksError:
+    """Any exception raised while processing one product, as that product's failure (the batch goes on).
+
+    The package's own errors pass through; anything else (an OSError of a hostile member name, a bug
+    hit by odd data) becomes an InputError naming the product, so one product never stops a batch.
+    """
+    if isinstance(exc, CloudTasksError):
+        return exc
+    return InputError(product, f"failed with {type(exc).__name__}: {exc}")
+
+
 class BatchFailures(CloudTasksError):
     """Some products of a batch run with ``keep_going`` failed; the others were processed.
 

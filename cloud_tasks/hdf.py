@@ -1,6 +1,6 @@
 """The converted-product HDF5 layout: the contract between ``convert-hdf`` and the ML stages.
 
-One file per product, ``<out>/{day,night}/<product stem>.h5``, holding on the product's own
+One file per product, ``<out>/{day,night}/<product stem>.h5`` (``layout.converted_path``), holding on the product's own
 1 km (``in``) grid of ``rows x columns`` pixels:
 
 | dataset | dtype | shape | content |
@@ -28,8 +28,9 @@ from cloud_tasks.errors import InputError
 
 REFLECTANCE_CHANNELS = ("S1", "S2", "S3", "S4", "S5", "S6")
 BT_CHANNELS = ("S7", "S8", "S9")
+INPUT_CHANNELS = REFLECTANCE_CHANNELS + BT_CHANNELS  # the U-Net's input, in this order
+N_CHANNELS = len(INPUT_CHANNELS)
 LABEL_SOURCES = ("bayes", "summary_cloud")
-SPLITS = ("day", "night")
 
 ATTRIBUTES = (
     "product_name",  # product stem, without .SEN3
@@ -43,11 +44,6 @@ ATTRIBUTES = (
     "degenerate_labels",  # label sources that hold one value everywhere (unusable for training)
     "cloud_tasks_version",
 )
-
-
-def output_path(out_dir: str | Path, split: str, product_stem: str) -> Path:
-    """Where ``convert-hdf`` writes a product's HDF5 file."""
-    return Path(out_dir) / split / f"{product_stem}.h5"
 
 
 @dataclass
@@ -75,7 +71,7 @@ def read_converted(path: str | Path, *, labels: tuple[str, ...] = LABEL_SOURCES)
             missing = [name for name in ("refs", "bts", *labels) if name not in f]
             if missing:
                 raise InputError(path, f"not a converted product: missing dataset(s) {', '.join(missing)}")
-            attrs = {key: _plain(value) for key, value in f.attrs.items()}
+            attrs = {key: plain_value(value) for key, value in f.attrs.items()}
             return ConvertedProduct(
                 path=path,
                 refs=f["refs"][()],
@@ -87,12 +83,12 @@ def read_converted(path: str | Path, *, labels: tuple[str, ...] = LABEL_SOURCES)
         raise InputError(path, f"cannot be read as HDF5: {exc}") from None
 
 
-def _plain(value):
-    """HDF5 attribute values as plain Python (str, list, float, int)."""
+def plain_value(value):
+    """An HDF5 attribute value as plain Python (str, list, float, int): the one decoder of the package."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_value(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -20,6 +20,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloud_tasks.errors import InputError
+
 SPLITS = ("day", "night")  # converted products are filed by day/night split
 DAY_SPLIT, NIGHT_SPLIT = SPLITS
 HDF_SUFFIX = ".h5"
@@ -29,9 +31,19 @@ QUICKLOOK_SUFFIX = ".png"
 SUMMARY_GLOB = "????-??-??.json"
 
 
+def inside(folder: str | Path, path: str | Path) -> Path:
+    """``path``, after checking that it lies inside ``folder`` (symlinks resolved): outputs never escape OUT."""
+    folder, path = Path(folder), Path(path)
+    resolved_folder = folder.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_folder and resolved_folder not in resolved.parents:
+        raise InputError(path, f"output would be written outside {folder}")
+    return path
+
+
 def converted_path(hdf_dir: str | Path, split: str, product_stem: str) -> Path:
     """Where ``convert-hdf`` writes a product's HDF5 file under its output folder."""
-    return Path(hdf_dir) / split / f"{product_stem}{HDF_SUFFIX}"
+    return inside(hdf_dir, Path(hdf_dir) / split / f"{product_stem}{HDF_SUFFIX}")
 
 
 def matchups_path(archive_root: str | Path, day: dt.date) -> Path:
@@ -91,10 +103,10 @@ class MaskFiles:
         object.__setattr__(self, "folder", Path(self.folder))
 
     def mask(self, product_stem: str) -> Path:
-        return self.folder / f"{product_stem}{HDF_SUFFIX}"
+        return inside(self.folder, self.folder / f"{product_stem}{HDF_SUFFIX}")
 
     def quicklook(self, product_stem: str) -> Path:
-        return self.folder / f"{product_stem}{QUICKLOOK_SUFFIX}"
+        return inside(self.folder, self.folder / f"{product_stem}{QUICKLOOK_SUFFIX}")
 
     def masks(self) -> list[Path]:
         """The mask files present, sorted (hidden temporaries excluded)."""

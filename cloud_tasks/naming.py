@@ -93,6 +93,15 @@ class ProductName:
         return Path(root) / CEDA_MISSION_DIRS[self.mission] / f"{day:%Y/%m/%d}" / self.zip
 
 
+def stem_from_file(value, source: str | Path, what: str = "product_name") -> str:
+    """A product stem read from inside a file (an attribute, a table cell), checked before any use as a
+    file name: a bare, valid product name, never a path. Raise InputError naming ``source`` otherwise."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    if not isinstance(text, str) or not _NAME_RE.match(text) or Path(text).name != text:
+        raise InputError(source, f"{what} {str(value)[:200]!r} is not an SLSTR L1 RBT product name")
+    return text.removesuffix(".zip").removesuffix(".SEN3")
+
+
 def format_product_name(
     mission: str,
     start: dt.datetime,

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from cloud_tasks import __version__
-from cloud_tasks.hdf import output_path
+from cloud_tasks.layout import converted_path
 
 # Reflectance gain of a cloud per channel S1..S6 and BT drop per channel S7..S9 (K).
 CLOUD_REFLECTANCE = np.array([0.55, 0.5, 0.45, 0.1, 0.3, 0.25], np.float32)
@@ -73,7 +73,7 @@ def write_product(
         refs[:] = np.nan
 
     name = product_name(index)
-    path = output_path(out_dir, split, name)
+    path = converted_path(out_dir, split, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     degenerate = [n for n, a in (("bayes", bayes), ("summary_cloud", summary)) if a.min() == a.max()]
     with h5py.File(path, "w") as f:
