@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 from benchmarks.scheduler import busy_seconds, scheduled_run
+from cloud_tasks.layout import DAY_SPLIT, HDF_SUFFIX, SEN3_SUFFIX, DataRoot
+from cloud_tasks.pipeline import DEFAULT_CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = dt.date(2024, 6, 1)
@@ -76,21 +78,22 @@ def machine() -> dict:
 
 def run_stages(work: Path, params: dict) -> tuple[list[tuple], dict]:
     """Every stage once, as the DAG runs it; returns table rows and raw figures."""
-    plan = measure("cloud_tasks.pipeline:plan_run", params)["result"]
+    plan = measure("benchmarks.stages:plan", params)["result"]
     day, data_root, products = plan["day"], plan["data_root"], plan["products"]
     stages = {
-        "extract": measure("cloud_tasks.pipeline:extract_chunk", products, day, data_root),
-        "convert": measure("cloud_tasks.pipeline:convert_chunk", products, day, data_root, keep_extracted=True),
+        "extract": measure("benchmarks.stages:extract", products, day, data_root),
+        "convert": measure("benchmarks.stages:convert", products, day, data_root, keep_extracted=True),
         "train": measure("cloud_tasks.pipeline:run_ml_step", plan["train_arguments"]),
         "inference": measure("cloud_tasks.pipeline:run_ml_step", plan["inference_arguments"]),
-        "SST comparison": measure("cloud_tasks.pipeline:compare_day", day, data_root, plan["matchups"]),
+        "SST comparison": measure("benchmarks.stages:compare", day, data_root, plan["matchups"]),
     }
-    model_dir = Path(data_root) / "models" / f"{DAY:%Y/%m/%d}"
-    with open(model_dir / "history.csv") as f:
+    data = DataRoot(data_root)
+    model = data.model(DAY)
+    with open(model.history_csv) as f:
         history = list(csv.DictReader(f))
-    trained = json.loads((model_dir / "params.json").read_text())
+    trained = json.loads(model.params.read_text())
     n = len(products)
-    n_day = len(list((Path(data_root) / "hdf" / f"{DAY:%Y/%m/%d}" / "day").glob("*.h5")))
+    n_day = len(list(data.hdf_split(DAY, DAY_SPLIT).glob(f"*{HDF_SUFFIX}")))
     first, later = history[0], history[1:]
     figures = {
         "products": n,
@@ -149,7 +152,7 @@ def run_stages(work: Path, params: dict) -> tuple[list[tuple], dict]:
 
 def convert_scaling(work: Path) -> list[tuple]:
     """Wall seconds of converting every extracted product with 1 and with 2 worker processes."""
-    products = sorted(str(p) for p in (work / "data" / "extracted").rglob("*.SEN3"))
+    products = sorted(str(p) for p in DataRoot(work / "data").extracted(DAY).glob(f"*{SEN3_SUFFIX}"))
     wall = {}
     for workers in (1, 2):
         out = str(work / f"convert-{workers}-workers")
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "label": "bayes",
-        "chunk_size": 8,
+        "chunk_size": DEFAULT_CHUNK_SIZE,
     }
     rows, figures = run_stages(work, params)
     sections = [

@@ -110,9 +110,15 @@ class MaskFiles:
 
     def masks(self) -> list[Path]:
         """The mask files present, sorted (hidden temporaries excluded)."""
+        return self._present(HDF_SUFFIX)
+
+    def quicklooks(self) -> list[Path]:
+        return self._present(QUICKLOOK_SUFFIX)
+
+    def _present(self, suffix: str) -> list[Path]:
         if not self.folder.is_dir():
             return []
-        return sorted(p for p in self.folder.glob(f"*{HDF_SUFFIX}") if not p.name.startswith("."))
+        return sorted(p for p in self.folder.glob(f"*{suffix}") if not p.name.startswith("."))
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,8 @@
 """The pipeline's stages for one day of data, keyed by date and product (never by run id).
 
 The Airflow DAG and the ``pipeline`` command both call these functions, so a re-run or a
-backfill of the same day finds the same files and skips the work already done.
-
-Data root layout::
-
-    <data_root>/extracted/YYYY/MM/DD/<product>.SEN3   extracted products
-    <data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5 converted products
-    <data_root>/models/YYYY/MM/DD/                    model trained on that day (model.keras, history, curves)
-    <data_root>/masks/YYYY/MM/DD/<product>.{h5,png}    cloud masks and quicklooks
-    <data_root>/sst/YYYY/MM/DD/                        SST comparison (summary.json, table, histogram)
-    <data_root>/summaries/YYYY-MM-DD.json              run summary
+backfill of the same day finds the same files and skips the work already done. Where each
+output lives is ``cloud_tasks.layout``'s business.
 """
 
 from __future__ import annotations
@@ -21,47 +13,32 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloud_tasks.atomic import write_json
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.naming import ProductName
+from cloud_tasks.layout import DAY_SPLIT, SPLITS, DataRoot, matchups_path
+from cloud_tasks.ml.options import TrainOptions
+from cloud_tasks.naming import MISSIONS, ProductName
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DataRoot:
-    """Where each stage of the pipeline keeps its outputs for a given day."""
+class DayRun:
+    """What every stage needs to find its inputs and outputs: the day processed and the data root."""
 
-    root: Path
+    day: dt.date
+    data: DataRoot
 
-    def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
-
-    def _dated(self, store: str, day: dt.date) -> Path:
-        return self.root / store / f"{day:%Y/%m/%d}"
-
-    def extracted(self, day: dt.date) -> Path:
-        return self._dated("extracted", day)
-
-    def hdf(self, day: dt.date) -> Path:
-        return self._dated("hdf", day)
-
-    def model(self, day: dt.date) -> Path:
-        return self._dated("models", day)
-
-    def masks(self, day: dt.date) -> Path:
-        return self._dated("masks", day)
-
-    def sst(self, day: dt.date) -> Path:
-        return self._dated("sst", day)
-
-    def summary(self, day: dt.date) -> Path:
-        return self.root / "summaries" / f"{day:%Y-%m-%d}.json"
+    @classmethod
+    def of(cls, day: str | dt.date, data_root: str | Path) -> DayRun:
+        """From the plan's values as they travel between tasks (ISO date, path string)."""
+        return cls(day if isinstance(day, dt.date) else dt.date.fromisoformat(day), DataRoot(data_root))
 
 
+DEFAULT_CHUNK_SIZE = 8  # products per mapped convert instance (at least)
 MAX_MAPPED_INSTANCES = 256  # well below [core] max_map_length (1024): the scheduler stays responsive
 
 
@@ -82,43 +59,62 @@ def chunk_label(chunk: list[str]) -> str:
     return first if len(chunk) == 1 else f"{first} (+{len(chunk) - 1} more)"
 
 
-def ml_command(
-    stage: str,
-    data: DataRoot,
-    day: dt.date,
-    *,
-    epochs: int = 30,
-    batch_size: int = 32,
-    label: str = "bayes",
-    model_path: str | None = None,
-    seed: int = 42,
-) -> list[str]:
-    """The ``python -m cloud_tasks`` arguments of an ML stage; the same in the GPU image and locally.
+def train_command(run: DayRun, options: TrainOptions) -> list[str]:
+    """The ``python -m cloud_tasks`` arguments training a day's model; the same in the GPU image and locally.
 
     Paths are the data root's own, so the image must see the data root at the same path (bind mount).
     """
-    if stage == "train":
-        return [
-            "train",
-            str(data.hdf(day) / "day"),
-            str(data.model(day)),
-            f"--epochs={epochs}",
-            f"--batch-size={batch_size}",
-            f"--label={label}",
-            f"--seed={seed}",
-        ]
-    if stage == "inference":
-        model = model_path or str(data.model(day) / "model.keras")
-        return ["inference", model, str(data.hdf(day) / "day"), str(data.masks(day))]
-    raise ValueError(f"unknown ML stage {stage!r} (expected 'train' or 'inference')")
+    inputs, out = run.data.hdf_split(run.day, DAY_SPLIT), run.data.model(run.day).folder
+    return ["train", str(inputs), str(out), *options.cli_arguments()]
 
 
-def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) -> dict:
-    """Decide what a run processes: its day, products and the ML commands.
+def inference_command(run: DayRun, model: Path) -> list[str]:
+    """The ``python -m cloud_tasks`` arguments masking a day's products with ``model``."""
+    return ["inference", str(model), str(run.data.hdf_split(run.day, DAY_SPLIT)), str(run.data.masks(run.day).folder)]
 
-    Products come from ``params['file_list']`` if set, else from the archive for ``params['date']``
-    if set, else for the run's data interval.
-    """
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run processes: its day, products, ML commands (with what each only reads) and match-up table."""
+
+    run: DayRun
+    products: tuple[str, ...]
+    matchups: Path
+    train_options: TrainOptions | None  # None: masks are made with an existing model
+    model: Path  # the model inference uses (the day's own when training)
+    train_arguments: list[str] = field(init=False)
+    inference_arguments: list[str] = field(init=False)
+
+    def __post_init__(self):
+        train = train_command(self.run, self.train_options) if self.train_options else []
+        object.__setattr__(self, "train_arguments", train)
+        object.__setattr__(self, "inference_arguments", inference_command(self.run, self.model))
+
+    @property
+    def train_inputs(self) -> list[str]:
+        """What training only reads, mounted read-only in its container."""
+        return [str(self.run.data.hdf_split(self.run.day, DAY_SPLIT))]
+
+    @property
+    def inference_inputs(self) -> list[str]:
+        return [str(self.run.data.hdf_split(self.run.day, DAY_SPLIT)), str(self.model)]
+
+    def as_xcom(self) -> dict:
+        """The plan as the DAG's tasks receive it (JSON values, one key per downstream need)."""
+        return {
+            "day": self.run.day.isoformat(),
+            "data_root": str(self.run.data.root),
+            "products": list(self.products),
+            "matchups": str(self.matchups),
+            "train_arguments": self.train_arguments,
+            "train_inputs": self.train_inputs,
+            "inference_arguments": self.inference_arguments,
+            "inference_inputs": self.inference_inputs,
+        }
+
+
+def _find_products(params: dict, data_interval_start, data_interval_end) -> tuple[list, dt.date, str]:
+    """The run's product zips, its day and where they were looked for (for the error when there is none)."""
     from cloud_tasks.archive import discover, discover_from_list
 
     if params.get("file_list"):
@@ -126,77 +122,79 @@ def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) 
         if not zips:
             raise CloudTasksError(f"{params['file_list']}: the file list names no product")
         day = dt.date.fromisoformat(params["date"]) if params.get("date") else ProductName.parse(zips[0]).start.date()
-        where = params["file_list"]
+        return zips, day, params["file_list"]
+    if params.get("date"):
+        start = dt.datetime.combine(dt.date.fromisoformat(params["date"]), dt.time(), tzinfo=dt.UTC)
+        end = start + dt.timedelta(days=1)
+    elif data_interval_start is not None and data_interval_end is not None:
+        start, end = data_interval_start, data_interval_end
     else:
-        if params.get("date"):
-            start = dt.datetime.combine(dt.date.fromisoformat(params["date"]), dt.time(), tzinfo=dt.UTC)
-            end = start + dt.timedelta(days=1)
-        elif data_interval_start is not None and data_interval_end is not None:
-            start, end = data_interval_start, data_interval_end
-        else:
-            raise CloudTasksError("a run without a data interval needs the 'date' or the 'file_list' param")
-        zips = discover(params["archive_root"], start, end, params["missions"])
-        day = start.date()
-        where = f"{params['archive_root']} for {', '.join(params['missions'])} in [{start}, {end})"
+        raise CloudTasksError("a run without a data interval needs the 'date' or the 'file_list' param")
+    missions = params.get("missions") or list(MISSIONS)
+    zips = discover(params["archive_root"], start, end, missions)
+    return zips, start.date(), f"{params['archive_root']} for {', '.join(missions)} in [{start}, {end})"
+
+
+def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) -> RunPlan:
+    """Decide what a run processes: its day, products and the ML commands.
+
+    Products come from ``params['file_list']`` if set, else from the archive for ``params['date']``
+    if set, else for the run's data interval. Training options are the ``TrainOptions`` fields among
+    ``params`` (the others keep their defaults).
+    """
+    zips, day, where = _find_products(params, data_interval_start, data_interval_end)
     if not zips:
         raise CloudTasksError(f"no SLSTR product found in {where}")
-    if not params["train"] and not params.get("model_path"):
+    train = params.get("train", True)
+    if not train and not params.get("model_path"):
         raise CloudTasksError("training is off ('train' param false): set 'model_path' to an existing model")
-    data = DataRoot(params["data_root"])
-    products = [str(z) for z in zips]
-    model_path = None if params["train"] else params["model_path"]
-    train_options = {"epochs": params["epochs"], "batch_size": params["batch_size"], "label": params["label"]}
-    return {
-        "day": day.isoformat(),
-        "data_root": str(data.root),
-        "products": products,
-        "train_arguments": ml_command("train", data, day, **train_options) if params["train"] else [],
-        "inference_arguments": ml_command("inference", data, day, model_path=model_path),
-        # what each ML step only reads, mounted read-only in its container
-        "train_inputs": [str(data.hdf(day) / "day")],
-        "inference_inputs": [str(data.hdf(day) / "day"), model_path or str(data.model(day) / "model.keras")],
-        "matchups": params.get("matchups")
-        or str(Path(params["archive_root"]) / "matchups" / f"sst_matchups_{day:%Y%m%d}.h5"),
-    }
+    run = DayRun(day, DataRoot(params["data_root"]))
+    return RunPlan(
+        run=run,
+        products=tuple(str(z) for z in zips),
+        matchups=Path(params.get("matchups") or matchups_path(params["archive_root"], day)),
+        train_options=TrainOptions.from_mapping(params) if train else None,
+        model=run.data.model(day).model if train else Path(params["model_path"]),
+    )
 
 
-def extract_chunk(zips: list[str], day: str, data_root: str) -> list[str]:
+def extract_chunk(zips: list[str], run: DayRun) -> list[str]:
     """Extract a chunk's products, skipping those already converted; fail (after extracting the good
     ones) if any product is bad."""
     from cloud_tasks.convert import existing_output
     from cloud_tasks.extract import extract_products
 
-    data, date = DataRoot(data_root), dt.date.fromisoformat(day)
-    todo = [Path(z) for z in zips if existing_output(data.hdf(date), ProductName.parse(z).stem) is None]
+    hdf = run.data.hdf(run.day)
+    todo = [Path(z) for z in zips if existing_output(hdf, ProductName.parse(z).stem) is None]
     if len(todo) < len(zips):
         log.info("%d of %d products already converted: not extracted again", len(zips) - len(todo), len(zips))
-    return [str(p) for p in extract_products(todo, data.extracted(date), keep_going=True)]
+    return [str(p) for p in extract_products(todo, run.data.extracted(run.day), keep_going=True)]
 
 
-def convert_chunk(zips: list[str], day: str, data_root: str, *, keep_extracted: bool = False) -> list[str]:
+def convert_chunk(zips: list[str], run: DayRun, *, keep_extracted: bool = False) -> list[str]:
     """Convert a chunk's extracted products; those whose extraction failed are left to that failure.
 
     Unless ``keep_extracted``, a product's extracted folder is removed once its HDF5 file exists.
     """
     from cloud_tasks.convert import convert_products, existing_output
 
-    data, date = DataRoot(data_root), dt.date.fromisoformat(day)
+    hdf = run.data.hdf(run.day)
     stems = [ProductName.parse(z).stem for z in zips]
     todo, not_extracted = [], []
     for stem in stems:
-        folder = data.extracted(date) / f"{stem}.SEN3"
-        if existing_output(data.hdf(date), stem) is None:
+        folder = run.data.extracted_product(run.day, stem)
+        if existing_output(hdf, stem) is None:
             (todo if folder.is_dir() else not_extracted).append(folder)
     if not_extracted:
         log.warning("%d product(s) were not extracted (see the extract task): %s", len(not_extracted), not_extracted)
     try:
-        convert_products(todo, data.hdf(date), keep_going=True)
+        convert_products(todo, hdf, keep_going=True)
     finally:
-        done = {stem: existing_output(data.hdf(date), stem) for stem in stems}
+        done = {stem: existing_output(hdf, stem) for stem in stems}
         if not keep_extracted:
             for stem, path in done.items():
                 if path is not None:
-                    shutil.rmtree(data.extracted(date) / f"{stem}.SEN3", ignore_errors=True)
+                    shutil.rmtree(run.data.extracted_product(run.day, stem), ignore_errors=True)
     return [str(path) for path in done.values() if path is not None]
 
 
@@ -208,56 +206,50 @@ def run_ml_step(arguments: list[str]) -> None:
         raise CloudTasksError(f"`python -m cloud_tasks {' '.join(arguments)}` failed")
 
 
-def compare_day(day: str, data_root: str, matchups: str) -> dict | None:
+def compare_day(run: DayRun, matchups: str | Path) -> dict | None:
     """SST comparison of a day's masks; None when there is no match-up table for the day."""
     from cloud_tasks.sst import compare
 
-    data, date = DataRoot(data_root), dt.date.fromisoformat(day)
     if not Path(matchups).exists():
         log.warning("no SST match-up table at %s: comparison skipped", matchups)
         return None
-    return compare(matchups, data.masks(date), data.sst(date))
+    return compare(matchups, run.data.masks(run.day).folder, run.data.sst(run.day).folder)
 
 
-def summarise_day(products: list[str], day: str, data_root: str) -> dict:
+def summarise_day(products: list[str], run: DayRun) -> dict:
     """Count what the day's products became, from the files on disk, and write the run summary."""
     from cloud_tasks.convert import existing_output
 
-    data, date = DataRoot(data_root), dt.date.fromisoformat(day)
-    converted, masked, failed = {"day": 0, "night": 0}, 0, []
+    hdf, masks = run.data.hdf(run.day), run.data.masks(run.day)
+    converted, masked, failed = dict.fromkeys(SPLITS, 0), 0, []
     for product in products:
         stem = ProductName.parse(product).stem
-        output = existing_output(data.hdf(date), stem)
+        output = existing_output(hdf, stem)
         if output is None:
             failed.append(stem)
             continue
         converted[output.parent.name] += 1
-        masked += (data.masks(date) / f"{stem}.h5").exists()
-    sst_summary = data.sst(date) / "summary.json"
+        masked += masks.mask(stem).exists()
+    sst_summary = run.data.sst(run.day).summary
     summary = {
-        "date": day,
+        "date": run.day.isoformat(),
         "products": len(products),
         "converted": converted,
         "masked": masked,
         "failed": failed,
-        "model": str(data.model(date)),
-        "masks": str(data.masks(date)),
+        "model": str(run.data.model(run.day).folder),
+        "masks": str(masks.folder),
         "sst": json.loads(sst_summary.read_text()) if sst_summary.exists() else None,
     }
-    write_json(data.summary(date), summary)
-    log.info("%s: %d products, converted %s, masked %d, failed %d", day, len(products), converted, masked, len(failed))
+    write_json(run.data.summary(run.day), summary)
+    log.info(
+        "%s: %d products, converted %s, masked %d, failed %d", run.day, len(products), converted, masked, len(failed)
+    )
     return summary
 
 
 def run_sample_pipeline(
-    workdir: str | Path,
-    *,
-    day: dt.date,
-    n_products: int,
-    grid: str,
-    epochs: int,
-    batch_size: int,
-    seed: int,
+    workdir: str | Path, *, day: dt.date, n_products: int, grid: str, seed: int, options: TrainOptions
 ) -> dict:
     """Every stage in one process over a generated sample archive, as the DAG runs them; returns the summary."""
     from cloud_tasks.sample import make_sample_archive
@@ -265,25 +257,15 @@ def run_sample_pipeline(
     workdir = Path(workdir)
     archive = workdir / "archive"
     make_sample_archive(archive, day, n_products, grid=grid, seed=seed)
-    params = {
-        "archive_root": str(archive),
-        "missions": ["S3A", "S3B"],
-        "date": day.isoformat(),
-        "data_root": str(workdir / "data"),
-        "train": True,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "label": "bayes",
-        "chunk_size": 8,
-    }
-    plan = plan_run(params)
-    for chunk in chunk_products(plan["products"], params["chunk_size"]):
-        extract_chunk(chunk, plan["day"], plan["data_root"])
-        convert_chunk(chunk, plan["day"], plan["data_root"])
-    run_ml_step(plan["train_arguments"])
-    run_ml_step(plan["inference_arguments"])
-    compare_day(plan["day"], plan["data_root"], plan["matchups"])
-    return summarise_day(plan["products"], plan["day"], plan["data_root"])
+    params = {"archive_root": str(archive), "date": day.isoformat(), "data_root": str(workdir / "data")}
+    plan = plan_run(params | options.as_dict())
+    for chunk in chunk_products(list(plan.products), DEFAULT_CHUNK_SIZE):
+        extract_chunk(chunk, plan.run)
+        convert_chunk(chunk, plan.run)
+    run_ml_step(plan.train_arguments)
+    run_ml_step(plan.inference_arguments)
+    compare_day(plan.run, plan.matchups)
+    return summarise_day(list(plan.products), plan.run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -297,20 +279,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--date", type=dt.date.fromisoformat, default=dt.date(2024, 6, 1))
     parser.add_argument("--products", type=int, default=6)
     parser.add_argument("--grid", choices=("small", "full"), default="small")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(func=_run)
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the generated archive")
+    TrainOptions.add_arguments(parser)
+    # a quick demonstration by default, not the production training
+    parser.set_defaults(func=run_cli, epochs=3, batch_size=8)
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
     summary = run_sample_pipeline(
         args.workdir,
         day=args.date,
         n_products=args.products,
         grid=args.grid,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
+        seed=args.sample_seed,
+        options=TrainOptions.from_args(args),
     )
     print(json.dumps(summary, indent=2, default=str))

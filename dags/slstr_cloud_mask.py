@@ -4,8 +4,8 @@
 Turns a day of Sentinel-3 SLSTR L1 RBT products from a CEDA-like archive into U-Net cloud
 masks, and checks them against SST buoy match-ups (the STFC e2e benchmark, case 2).
 
-**Stages:** `discover` (the day's products) -> `make_chunks` -> per chunk of products (mapped): `extract` ->
-`convert` (NetCDF -> HDF5) -> `train` (U-Net) -> `inference` (masks + quicklooks) ->
+**Stages:** `plan` (the day's products and the ML commands) -> `make_chunks` -> per chunk of products
+(mapped): `extract` -> `convert` (NetCDF -> HDF5) -> `train` (U-Net) -> `inference` (masks + quicklooks) ->
 `sst_comparison` -> `summary`.
 
 **Which products:** each scheduled or backfilled run takes the products whose sensing start lies
@@ -34,7 +34,10 @@ import datetime as dt
 import os
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task, task_group
-from cloud_tasks_plugin import DEFAULT_IMAGE, CloudTasksOperator
+
+from cloud_tasks.ml.options import TrainOptions
+from cloud_tasks.operators import DEFAULT_IMAGE, CloudTasksOperator
+from cloud_tasks.pipeline import DEFAULT_CHUNK_SIZE
 
 CONVERTED = Asset("slstr_converted_hdf")
 MODELS = Asset("slstr_cloud_models")
@@ -48,6 +51,8 @@ DEFAULT_ARGS = {
     "retry_delay": dt.timedelta(seconds=float(os.environ.get("CLOUD_TASKS_RETRY_DELAY_SECONDS", "120"))),
     "retry_exponential_backoff": True,
 }
+
+TRAIN_PARAMS = ("epochs", "batch_size", "label", "seed")  # the training options a run may choose
 
 PARAMS = {
     "archive_root": Param(
@@ -86,9 +91,8 @@ PARAMS = {
     "model_path": Param(
         None, type=["null", "string"], pattern="^/", description="Existing model.keras used when train is off."
     ),
-    "epochs": Param(30, type="integer", minimum=1, maximum=1000, description="Training epochs."),
-    "batch_size": Param(32, type="integer", minimum=1, maximum=1024, description="Training batch size."),
-    "label": Param("bayes", type="string", enum=["bayes", "summary_cloud"], description="Training label source."),
+    # training options: names, defaults, bounds and help from cloud_tasks.ml.options, as the `train` CLI's
+    **{name: Param(TrainOptions.default(name), **TrainOptions.json_schema(name)) for name in TRAIN_PARAMS},
     "matchups": Param(
         None,
         type=["null", "string"],
@@ -104,7 +108,11 @@ PARAMS = {
     "gpu": Param(True, type="boolean", description="Give the ML containers the host's GPUs."),
     "image": Param(os.environ.get("CLOUD_TASKS_IMAGE", DEFAULT_IMAGE), type="string", description="The ML image."),
     "chunk_size": Param(
-        8, type="integer", minimum=1, maximum=1000, description="Products per mapped convert instance (at least)."
+        DEFAULT_CHUNK_SIZE,
+        type="integer",
+        minimum=1,
+        maximum=1000,
+        description="Products per mapped convert instance (at least).",
     ),
     "keep_extracted": Param(False, type="boolean", description="Keep extracted .SEN3 folders after conversion."),
 }
@@ -122,8 +130,8 @@ PARAMS = {
 )
 def slstr_cloud_mask():
     @task(multiple_outputs=True)
-    def discover() -> dict:
-        """Find the products of this run's day and decide the commands of the ML stages."""
+    def plan() -> dict:
+        """Plan the run: its day and products, the commands of the ML stages and what they read."""
         from cloud_tasks.pipeline import plan_run
 
         context = get_current_context()
@@ -131,7 +139,7 @@ def slstr_cloud_mask():
             context["params"],
             data_interval_start=context.get("data_interval_start"),
             data_interval_end=context.get("data_interval_end"),
-        )
+        ).as_xcom()
 
     @task_group
     def process_chunk(chunk: list[str], day: str, data_root: str):
@@ -140,19 +148,20 @@ def slstr_cloud_mask():
         @task(map_index_template="{{ chunk_label }}")
         def extract(chunk: list[str], day: str, data_root: str) -> list[str]:
             """Unzip the chunk's products (skipping those already converted)."""
-            from cloud_tasks.pipeline import chunk_label, extract_chunk
+            from cloud_tasks.pipeline import DayRun, chunk_label, extract_chunk
 
             get_current_context()["chunk_label"] = chunk_label(chunk)
-            return extract_chunk(chunk, day, data_root)
+            return extract_chunk(chunk, DayRun.of(day, data_root))
 
         @task(map_index_template="{{ chunk_label }}", trigger_rule="all_done", outlets=[CONVERTED])
         def convert(chunk: list[str], day: str, data_root: str) -> list[str]:
             """Convert the chunk's extracted products to HDF5; runs even if some extractions failed."""
-            from cloud_tasks.pipeline import chunk_label, convert_chunk
+            from cloud_tasks.pipeline import DayRun, chunk_label, convert_chunk
 
             context = get_current_context()
             context["chunk_label"] = chunk_label(chunk)
-            return convert_chunk(chunk, day, data_root, keep_extracted=context["params"]["keep_extracted"])
+            run = DayRun.of(day, data_root)
+            return convert_chunk(chunk, run, keep_extracted=context["params"]["keep_extracted"])
 
         extract(chunk, day, data_root) >> convert(chunk, day, data_root)
 
@@ -163,7 +172,7 @@ def slstr_cloud_mask():
 
         return chunk_products(products, get_current_context()["params"]["chunk_size"])
 
-    planned = discover()
+    planned = plan()
     chunks = process_chunk.partial(day=planned["day"], data_root=planned["data_root"]).expand(
         chunk=make_chunks(planned["products"])
     )
@@ -200,9 +209,9 @@ def slstr_cloud_mask():
         """Compare the model mask and the Bayesian mask against SST match-ups (median, robust SD)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from cloud_tasks.pipeline import compare_day
+        from cloud_tasks.pipeline import DayRun, compare_day
 
-        result = compare_day(day, data_root, matchups)
+        result = compare_day(DayRun.of(day, data_root), matchups)
         if result is None:
             raise AirflowSkipException(f"no SST match-up table at {matchups}")
         return result
@@ -212,11 +221,11 @@ def slstr_cloud_mask():
         """Write and log the run summary: products converted, masked and failed, SST statistics."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from cloud_tasks.pipeline import summarise_day
+        from cloud_tasks.pipeline import DayRun, summarise_day
 
         if day is None:  # a skip would end the run green although nothing was processed
-            raise AirflowFailException("discover failed (see its log): no products to summarise")
-        result = summarise_day(planned_products, day, data_root)
+            raise AirflowFailException("plan failed (see its log): no products to summarise")
+        result = summarise_day(planned_products, DayRun.of(day, data_root))
         if result["failed"]:
             # the summary is written; failing here (without retries) marks the whole run failed
             raise AirflowFailException(f"{len(result['failed'])} product(s) failed: {', '.join(result['failed'])}")

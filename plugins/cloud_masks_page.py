@@ -34,7 +34,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from markupsafe import Markup
 
-from cloud_tasks.pipeline import DataRoot
+from cloud_tasks.errors import CloudTasksError
+from cloud_tasks.layout import DataRoot, MaskFiles, ModelFiles, inside
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _cached_row(path: str, mtime_ns: int, size: int) -> dict:
 def load_days(root: Path) -> list[dict]:
     """Every processed day's row, oldest first; a summary that cannot be read is left out (and logged)."""
     rows = []
-    for path in sorted((root / "summaries").glob("????-??-??.json")):
+    for path in DataRoot(root).summary_files():
         try:
             stat = path.stat()
             rows.append(_cached_row(str(path), stat.st_mtime_ns, stat.st_size))
@@ -120,9 +121,10 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
-def model_used(data: DataRoot, day: dt.date, masks: list[Path]) -> Path:
+def model_used(data: DataRoot, day: dt.date, masks: list[Path]) -> ModelFiles:
     """The folder of the model that made the day's masks, from a mask file's ``model`` attribute (a run
-    with training off uses an older model); the day's own model folder when no mask says."""
+    with training off uses an older model); the day's own model folder when no mask says, or when the
+    attribute names a folder outside the data root (file contents never choose what the page reads)."""
     import h5py  # a dependency of cloud_tasks; only the detail of one day needs it
 
     for mask in masks[:1]:  # one run's model makes all of a day's masks
@@ -132,8 +134,12 @@ def model_used(data: DataRoot, day: dt.date, masks: list[Path]) -> Path:
         except OSError as exc:
             log.warning("%s: cannot read the model attribute: %s", mask, exc)
             continue
-        if model:
-            return Path(model.decode() if isinstance(model, bytes) else str(model)).parent
+        if isinstance(model, bytes | str) and model:
+            folder = Path(model.decode(errors="replace") if isinstance(model, bytes) else model).parent
+            try:
+                return ModelFiles(inside(data.root, folder))
+            except (CloudTasksError, OSError, ValueError):
+                log.warning("%s: its model %s lies outside the data root: not shown", mask, folder)
     return data.model(day)
 
 
@@ -144,31 +150,39 @@ def day_detail(root: Path, day: dt.date, shots_page: int = 1) -> dict | None:
         summary = json.loads(data.summary(day).read_text())
     except FileNotFoundError:
         return None
-    quicklooks = sorted(data.masks(day).glob("*.png"))
+    masks = data.masks(day)
+    quicklooks = masks.quicklooks()
     shots, shots_page, shot_pages = paginate(quicklooks, shots_page, SHOTS_PER_PAGE)
-    model = model_used(data, day, sorted(data.masks(day).glob("*.h5")))
-    history = _last_epoch(model / "history.json")
+    model = model_used(data, day, masks.masks())
+    history = _last_epoch(model.history_json)
     return {
         "row": day_row(summary),
         "failed_products": summary["failed"],
         "model": {
-            "folder": str(model),
-            "training_curves": relative(root, model / "training_curves.png"),
-            "history": relative(root, model / "history.json"),
+            "folder": str(model.folder),
+            "training_curves": relative(root, model.curves),
+            "history": relative(root, model.history_json),
             "last_epoch": history,
         },
-        "sst_histogram": relative(root, data.sst(day) / "sst_histogram.png"),
-        "sst_table": relative(root, data.sst(day) / "matchups_compared.csv"),
+        "sst_histogram": relative(root, data.sst(day).histogram),
+        "sst_table": relative(root, data.sst(day).table),
         "quicklooks": {
             "total": len(quicklooks),
             "page": shots_page,
             "pages": shot_pages,
             "items": [
-                {"product": p.stem, "png": relative(root, p), "mask": relative(root, p.with_suffix(".h5"))}
-                for p in shots
+                {"product": p.stem, "png": relative(root, p), "mask": _mask_link(root, masks, p.stem)} for p in shots
             ],
         },
     }
+
+
+def _mask_link(root: Path, masks: MaskFiles, stem: str) -> str | None:
+    """The link to a quicklook's mask file; None when missing or reaching outside the folder (a symlink)."""
+    try:
+        return relative(root, masks.mask(stem))
+    except CloudTasksError:
+        return None
 
 
 def _last_epoch(path: Path) -> dict | None:

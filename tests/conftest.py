@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,6 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["CLOUD_TASKS_RETRY_DELAY_SECONDS"] = "1"
-sys.path.insert(0, str(REPO / "plugins"))  # as Airflow does for its plugins folder
 
 REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))
 SAMPLE_DATE = dt.date(2024, 6, 1)

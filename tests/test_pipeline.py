@@ -10,7 +10,9 @@ from conftest import SAMPLE_DATE
 
 from cloud_tasks.cli import main
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.pipeline import DataRoot, chunk_label, chunk_products, plan_run
+from cloud_tasks.layout import DataRoot
+from cloud_tasks.ml.options import TrainOptions
+from cloud_tasks.pipeline import DayRun, chunk_label, chunk_products, plan_run
 
 
 def test_a_day_of_two_missions_maps_to_a_few_hundred_instances():
@@ -47,10 +49,26 @@ def test_plan_takes_the_data_interval_or_the_date_param(sample_archive, tmp_path
     )
     by_date = plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat()))
     assert by_interval == by_date
-    assert len(by_date["products"]) == 6 and by_date["day"] == "2024-06-01"
-    data = DataRoot(tmp_path / "data")
-    assert by_date["train_arguments"][:3] == ["train", str(data.hdf(SAMPLE_DATE) / "day"), str(data.model(SAMPLE_DATE))]
-    assert by_date["inference_arguments"][1] == str(data.model(SAMPLE_DATE) / "model.keras")
+    assert len(by_date.products) == 6 and by_date.run == DayRun(SAMPLE_DATE, DataRoot(tmp_path / "data"))
+    data = by_date.run.data
+    assert by_date.train_arguments[:3] == [
+        "train",
+        str(data.hdf_split(SAMPLE_DATE)),
+        str(data.model(SAMPLE_DATE).folder),
+    ]
+    assert by_date.inference_arguments[1] == str(data.model(SAMPLE_DATE).model)
+    xcom = by_date.as_xcom()
+    assert xcom["day"] == "2024-06-01" and xcom["products"] == list(by_date.products)
+    assert json.loads(json.dumps(xcom)) == xcom, "the plan travels between tasks as JSON"
+
+
+def test_the_training_command_carries_every_option_and_the_params_choose_them(sample_archive, tmp_path):
+    """One definition of the training options: the plan's train command parses back to the Params' options."""
+    from cloud_tasks.cli import build_parser
+
+    plan = plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat(), seed=7))
+    parsed = build_parser().parse_args(plan.train_arguments)
+    assert TrainOptions.from_args(parsed) == TrainOptions(epochs=2, batch_size=4, label="bayes", seed=7)
 
 
 def test_plan_refuses_runs_it_cannot_serve(sample_archive, tmp_path):
@@ -61,7 +79,7 @@ def test_plan_refuses_runs_it_cannot_serve(sample_archive, tmp_path):
     with pytest.raises(CloudTasksError, match="set 'model_path'"):
         plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat(), train=False))
     existing = plan_run(params(sample_archive, tmp_path, date="2024-06-01", train=False, model_path="/m.keras"))
-    assert existing["train_arguments"] == [] and existing["inference_arguments"][1] == "/m.keras"
+    assert existing.train_arguments == [] and existing.inference_arguments[1] == "/m.keras"
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def test_ml_containers_of_the_dag_are_locked_down(dag, task_id, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "worker-secret")  # the worker's secrets stay on the worker
     monkeypatch.delenv("CLOUD_TASKS_CONTAINER_USER", raising=False)
     task = dag.get_task(task_id)
-    assert task.read_only_mounts.key == f"{task_id}_inputs", "the step's inputs come from discover's plan"
+    assert task.read_only_mounts.key == f"{task_id}_inputs", "the step's inputs come from the run's plan"
     inputs = {"train": ["/data/hdf/day"], "inference": ["/data/hdf/day", "/models/model.keras"]}[task_id]
     step = copy.copy(task)
     step.arguments, step.data_root, step.runner, step.gpu, step.image = [task_id], "/data", "docker", True, "ml:1"

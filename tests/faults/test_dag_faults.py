@@ -1,7 +1,7 @@
 """Faults at the DAG level, with ``dag.test()`` on a real metadata DB, real products and the local runner:
 a forced re-run of a day gives identical outputs, a corrupt NetCDF file inside a good zip fails only its
 product, out-of-range parameters are refused when the run is triggered, and a missing archive root fails
-the run at ``discover``.
+the run at ``plan``.
 
 The re-run that reuses finished work and a corrupt zip are in tests/dags/test_dag_run.py (see ``reused.py``).
 """
@@ -189,15 +189,15 @@ def test_out_of_range_params_are_refused_at_trigger(dag, case):
         assert session.query(DagRun).filter(DagRun.dag_id == dag.dag_id).count() == before
 
 
-def test_missing_archive_root_fails_the_run_at_discover(dag, untrained_model, tmp_path, capfd):
-    """A Param cannot see the disk: the archive root is checked by ``discover``, which fails naming it, and
+def test_missing_archive_root_fails_the_run_at_plan(dag, untrained_model, tmp_path, capfd):
+    """A Param cannot see the disk: the archive root is checked by ``plan``, which fails naming it, and
     the run ends failed with nothing processed."""
     missing = tmp_path / "neodc"
     dag_run, instances = run(dag, missing, tmp_path / "data", untrained_model)
 
     assert dag_run.state == "failed"
     states = {task: ti.state for (task, _), ti in instances.items()}
-    assert states["discover"] == states["summary"] == "failed"
-    assert "success" not in {state for task, state in states.items() if task != "discover"}
+    assert states["plan"] == states["summary"] == "failed"
+    assert "success" not in {state for task, state in states.items() if task != "plan"}
     assert f"{missing}: archive root is not an existing folder" in "".join(capfd.readouterr())
     assert not (tmp_path / "data").exists()

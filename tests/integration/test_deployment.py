@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_tasks.pipeline import DataRoot
+from cloud_tasks.layout import DataRoot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,13 +66,13 @@ def check_day_outputs(data_root: Path, day: dt.date) -> None:
     data = DataRoot(data_root)
     summary = json.loads(data.summary(day).read_text())
     day_products = sorted(p.name for p in (data.hdf(day) / "day").glob("*.h5"))
-    masks = sorted(p.name for p in data.masks(day).glob("*.h5"))
+    masks = [p.name for p in data.masks(day).masks()]
     assert summary["date"] == day.isoformat() and summary["products"] == PRODUCTS and summary["failed"] == []
     assert summary["converted"]["day"] + summary["converted"]["night"] == PRODUCTS
     assert masks == day_products and summary["masked"] == len(masks) >= 1
-    assert sorted(p.stem for p in data.masks(day).glob("*.png")) == [Path(m).stem for m in masks]
-    assert (data.model(day) / "model.keras").is_file()
-    assert summary["sst"] == json.loads((data.sst(day) / "summary.json").read_text())
+    assert [p.stem for p in data.masks(day).quicklooks()] == [Path(m).stem for m in masks]
+    assert data.model(day).model.is_file()
+    assert summary["sst"] == json.loads(data.sst(day).summary.read_text())
     assert summary["sst"]["model"]["clear"] > 0
 
 

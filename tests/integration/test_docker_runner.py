@@ -21,9 +21,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from cloud_tasks_plugin import CloudTasksOperator, container_user
 
-from cloud_tasks.pipeline import DataRoot, ml_command
+from cloud_tasks.layout import DataRoot
+from cloud_tasks.operators import CloudTasksOperator, container_user
+from cloud_tasks.pipeline import DayRun, inference_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -135,8 +136,8 @@ def test_train_and_inference_ran_in_locked_down_containers(docker_run, docker_en
     data_root, watch = docker_run
     data = DataRoot(data_root)
     inputs = {  # what each step only reads: mounted read-only over the writable data root
-        "train": {str(data.hdf(DAY) / "day")},
-        "inference": {str(data.hdf(DAY) / "day"), str(data.model(DAY) / "model.keras")},
+        "train": {str(data.hdf_split(DAY))},
+        "inference": {str(data.hdf_split(DAY)), str(data.model(DAY).model)},
     }
     assert [c["command"][0] for c in watch.started] == ["train", "inference"]
     for container in watch.started:
@@ -156,21 +157,21 @@ def test_containers_wrote_the_model_and_masks_as_their_user(docker_run):
     data_root, _ = docker_run
     data = DataRoot(data_root)
     summary = json.loads(data.summary(DAY).read_text())
-    day_products = sorted(p.name for p in (data.hdf(DAY) / "day").glob("*.h5"))
-    masks = sorted(data.masks(DAY).glob("*.h5"))
+    day_products = sorted(p.name for p in data.hdf_split(DAY).glob("*.h5"))
+    masks = data.masks(DAY).masks()
     assert summary["failed"] == [] and summary["masked"] == len(masks) == len(day_products) >= 1
     assert [m.name for m in masks] == day_products
-    written = [data.model(DAY) / "model.keras", *masks, *data.masks(DAY).glob("*.png")]
+    written = [data.model(DAY).model, *masks, *data.masks(DAY).quicklooks()]
     assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {container_ids()}
     assert summary["sst"]["model"]["clear"] > 0
 
 
 def test_docker_masks_match_the_local_runner(docker_run, local_run):
     docker_masks = DataRoot(docker_run[0]).masks(DAY)
-    local_masks = sorted(DataRoot(local_run).masks(DAY).glob("*.h5"))
-    assert local_masks and sorted(p.name for p in docker_masks.glob("*.h5")) == [p.name for p in local_masks]
+    local_masks = DataRoot(local_run).masks(DAY).masks()
+    assert local_masks and [p.name for p in docker_masks.masks()] == [p.name for p in local_masks]
     for local_path in local_masks:
-        with h5py.File(local_path) as local, h5py.File(docker_masks / local_path.name) as docker:
+        with h5py.File(local_path) as local, h5py.File(docker_masks.folder / local_path.name) as docker:
             a, b = local["mask"][...], docker["mask"][...]
         valid = np.isfinite(a)
         assert np.array_equal(valid, np.isfinite(b)), f"{local_path.name}: the masks' valid pixels differ"
@@ -186,7 +187,7 @@ def test_gpu_on_asks_the_engine_for_a_gpu(docker_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", docker_engine.url)
     step = CloudTasksOperator(
         task_id="inference",
-        arguments=ml_command("inference", DataRoot(tmp_path), DAY),
+        arguments=inference_command(DayRun(DAY, DataRoot(tmp_path)), DataRoot(tmp_path).model(DAY).model),
         runner="docker",
         gpu=True,
         image=docker_engine.image,

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from ui_results import DAYS, write_summaries
 
-from cloud_tasks.pipeline import DataRoot
+from cloud_tasks.layout import DataRoot
 
 
 def summary(root: Path, day: dt.date) -> dict:
@@ -56,7 +56,7 @@ def test_day_detail_has_curves_histogram_and_quicklooks_with_masks(client, resul
     history = json.loads((results / "models/2024/06/01/history.json").read_text())
     assert detail["model"]["last_epoch"] == {key: values[-1] for key, values in history.items()}
     assert detail["sst_histogram"] == "sst/2024/06/01/sst_histogram.png"
-    pngs = sorted(p.relative_to(results).as_posix() for p in DataRoot(results).masks(DAYS["plain"]).glob("*.png"))
+    pngs = sorted(p.relative_to(results).as_posix() for p in DataRoot(results).masks(DAYS["plain"]).quicklooks())
     assert [shot["png"] for shot in detail["quicklooks"]["items"]] == pngs
     assert all(shot["mask"] == shot["png"].removesuffix(".png") + ".h5" for shot in detail["quicklooks"]["items"])
     assert client.get("/api/days/2023-01-01").status_code == 404

@@ -21,7 +21,7 @@ import pytest
 from ui_results import DAYS
 
 from benchmarks.scheduler import free_port
-from cloud_tasks.pipeline import DataRoot
+from cloud_tasks.layout import DataRoot
 
 pytestmark = pytest.mark.browser
 

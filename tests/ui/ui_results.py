@@ -19,8 +19,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cloud_tasks.atomic import write_json
+from cloud_tasks.layout import DataRoot, ModelFiles, converted_path, matchups_path
 from cloud_tasks.naming import format_product_name
-from cloud_tasks.pipeline import DataRoot, summarise_day
+from cloud_tasks.pipeline import DayRun, summarise_day
 from cloud_tasks.sst import compare
 
 GRID = (48, 64)  # rows, columns of a (tiny) product grid
@@ -67,7 +68,7 @@ def write_png(path: Path, panels: list[tuple[np.ndarray, str]], title: str) -> N
     fig.savefig(path, format="png")
 
 
-def write_model(folder: Path, rng: np.random.Generator, epochs: int = 5) -> Path:
+def write_model(files: ModelFiles, rng: np.random.Generator, epochs: int = 5) -> Path:
     """A trained model's ``history.json`` and ``training_curves.png`` (what training writes beside the model)."""
     loss = np.sort(rng.uniform(0.2, 0.7, epochs))[::-1]
     history = {
@@ -77,16 +78,16 @@ def write_model(folder: Path, rng: np.random.Generator, epochs: int = 5) -> Path
         "accuracy": (1 - loss / 2).tolist(),
         "val_accuracy": (1 - loss / 2 - 0.02).tolist(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "history.json").write_text(json.dumps(history))
+    files.folder.mkdir(parents=True, exist_ok=True)
+    files.history_json.write_text(json.dumps(history))
     fig = Figure(figsize=(6, 2.4), dpi=60, layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
         ax.plot(history["epoch"], history[metric], marker="o", label="train")
         ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="test")
         ax.set(title=metric, xlabel="epoch")
         ax.legend()
-    fig.savefig(folder / "training_curves.png", format="png")
-    return folder / "model.keras"
+    fig.savefig(files.curves, format="png")
+    return files.model
 
 
 def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -143,33 +144,32 @@ def write_day(
     day, else a run with training off). Returns the run summary the pipeline wrote."""
     data, rng = DataRoot(root), np.random.default_rng(day.toordinal())
     names = product_names(day, products)
-    if model_day is None or model_day == day:
-        model = write_model(data.model(day), rng)
-    else:
-        model = data.model(model_day) / "model.keras"
+    own_model = model_day is None or model_day == day
+    model = write_model(data.model(day), rng) if own_model else data.model(model_day).model
     tables = []
     for i, name in enumerate(names):
         if i < failed:
             continue  # no converted file: summarise_day lists the product as failed
         split = "night" if i < failed + night else "day"
         # summarise_day counts converted products by their files; the page never reads them
-        (data.hdf(day) / split).mkdir(parents=True, exist_ok=True)
-        (data.hdf(day) / split / f"{name}.h5").touch()
+        converted = converted_path(data.hdf(day), split, name)
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        converted.touch()
         if split == "night":
             continue  # inference masks day products only
         cloud = (rng.uniform(size=GRID) < rng.uniform(0.2, 0.7)).astype(float)
-        probability = write_mask(data.masks(day) / f"{name}.h5", name, model, cloud, rng)
+        probability = write_mask(data.masks(day).mask(name), name, model, cloud, rng)
         false_colour = np.clip(cloud[..., None] * 0.7 + rng.uniform(0, 0.3, (*GRID, 3)), 0, 1)
         panels = [(false_colour, "false colour"), (probability >= 0.5, "model mask"), (cloud, "Bayesian mask")]
-        write_png(data.masks(day) / f"{name}.png", panels, name)
+        write_png(data.masks(day).quicklook(name), panels, name)
         tables.append(matchups(name, cloud, rng))
     # the match-up table lives in the archive, outside the data root
-    matchup_table = root.with_name(f"{root.name}-matchups") / f"sst_matchups_{day:%Y%m%d}.csv"
+    matchup_table = matchups_path(root.with_name(f"{root.name}-archive"), day).with_suffix(".csv")
     if sst and tables:
         matchup_table.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables).to_csv(matchup_table, index=False)
-        compare(matchup_table, data.masks(day), data.sst(day))
-    return summarise_day(names, day.isoformat(), str(root))
+        compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
+    return summarise_day(names, DayRun(day, data))
 
 
 def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date | None = None) -> None:

@@ -6,15 +6,17 @@ import datetime as dt
 import sys
 
 import pytest
-from cloud_tasks_plugin import CloudTasksOperator
 
-from cloud_tasks.pipeline import DataRoot, ml_command
+from cloud_tasks.layout import DataRoot
+from cloud_tasks.ml.options import TrainOptions
+from cloud_tasks.operators import CloudTasksOperator
+from cloud_tasks.pipeline import DayRun, train_command
 
 DAY = dt.date(2024, 6, 1)
 
 
 def operator(tmp_path, **kwargs) -> CloudTasksOperator:
-    arguments = ml_command("train", DataRoot(tmp_path), DAY, epochs=3, batch_size=8)
+    arguments = train_command(DayRun(DAY, DataRoot(tmp_path)), TrainOptions(epochs=3, batch_size=8))
     return CloudTasksOperator(task_id="train", arguments=arguments, data_root=str(tmp_path), **kwargs)
 
 
@@ -64,7 +66,7 @@ def test_local_runner_reports_a_failing_command(tmp_path):
         data_root=str(tmp_path),
         runner="local",
     )
-    with pytest.raises(RuntimeError, match="exited with status 2"):
+    with pytest.raises(RuntimeError, match=r"exited with status 2: error: .*no-model\.keras"):
         step.execute(context={})
 
 

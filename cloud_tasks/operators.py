@@ -1,18 +1,27 @@
-"""Airflow plugin of the SLSTR cloud-mask pipeline: the operator that runs an ML step in the
-GPU image (``DockerOperator``) or as a local process, with one command for both."""
+"""The Airflow operator of the pipeline's ML steps (needs the ``airflow`` extra): it runs one
+``python -m cloud_tasks`` command in the GPU image (``DockerOperator``) or as a local process.
+
+DAGs import it from here (``from cloud_tasks.operators import CloudTasksOperator``): it is a module of
+the installed package, so neither the DAG processor nor the tests need ``plugins/`` on ``sys.path``.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Any
 
-from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperator
 
 DEFAULT_IMAGE = "cloud-tasks-ml:latest"
 CONTAINER_USER_ENV = "CLOUD_TASKS_CONTAINER_USER"
+# Seconds a Docker Engine API call may take: creating a container on the vfs storage driver (tests) copies
+# the whole image, which took over docker-py's default 60 s on a busy 2-core machine.
+DOCKER_TIMEOUT_ENV, DEFAULT_DOCKER_TIMEOUT = "CLOUD_TASKS_DOCKER_TIMEOUT", 600
+CONTAINER_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # no TensorFlow start-up noise
+ERROR_PREFIX = "error: "  # how the CLI's one-line error begins (cloud_tasks.cli)
 
 
 def container_user() -> str:
@@ -27,10 +36,24 @@ def container_user() -> str:
     return f"{uid}:{gid}" if uid != 0 else "1000:1000"
 
 
+def docker_timeout() -> int:
+    return int(os.environ.get(DOCKER_TIMEOUT_ENV, DEFAULT_DOCKER_TIMEOUT))
+
+
+def container_name(context, task_id: str, try_number: int | None = None) -> str | None:
+    """A name unique to one task try, so that a retry or a cleanup finds a container started earlier
+    (even one whose creation call timed out on the client side)."""
+    ti = context.get("ti") if context else None
+    if ti is None:
+        return None
+    parts = [ti.dag_id, ti.run_id, task_id, str(ti.map_index), str(try_number or ti.try_number)]
+    return re.sub(r"[^a-zA-Z0-9_.-]", "_", "cloud-tasks-" + "-".join(parts))[:200]
+
+
 class CloudTasksOperator(BaseOperator):
     """Run ``python -m cloud_tasks <arguments>`` in the ML image or locally.
 
-    :param arguments: the CLI arguments (from ``cloud_tasks.pipeline.ml_command``), identical for both runners
+    :param arguments: the CLI arguments (from ``cloud_tasks.pipeline``'s command builders), identical for both runners
     :param runner: ``docker`` (production, GPU image) or ``local`` (a process on the worker)
     :param data_root: bind-mounted at the same path in the container, so paths in ``arguments`` hold there too
     :param gpu: ask the Docker engine for every GPU of the host
@@ -63,7 +86,7 @@ class CloudTasksOperator(BaseOperator):
     def local_command(self) -> list[str]:
         return [sys.executable, "-m", "cloud_tasks", *map(str, self.arguments)]
 
-    def docker_operator(self):
+    def docker_operator(self, name: str | None = None):
         """The DockerOperator that runs this step in the ML image (also inspected by the tests)."""
         from airflow.providers.docker.operators.docker import DockerOperator
         from docker.types import DeviceRequest, Mount
@@ -80,7 +103,9 @@ class CloudTasksOperator(BaseOperator):
             user=container_user(),
             auto_remove="success",
             mount_tmp_dir=False,
-            environment={"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "1"},
+            environment=dict(CONTAINER_ENVIRONMENT),
+            container_name=name,
+            timeout=docker_timeout(),
             tty=False,
         )
 
@@ -90,22 +115,58 @@ class CloudTasksOperator(BaseOperator):
 
             raise AirflowSkipException("nothing to run for this step (e.g. training is off)")
         if self.runner == "docker":
-            return self.docker_operator().execute(context)
+            return self._run_container(context)
         if self.runner != "local":
             raise ValueError(f"unknown runner {self.runner!r} (expected 'docker' or 'local')")
+        return self._run_local()
+
+    def _run_container(self, context):
+        """Run the step's container; remove it (and any left by an earlier try) unless it succeeded."""
+        name = container_name(context, self.task_id)
+        docker = self.docker_operator(name)
+        ti = context.get("ti") if context else None
+        earlier = [container_name(context, self.task_id, n) for n in range(1, ti.try_number)] if ti else []
+        for old in earlier:
+            _remove_container(docker, old)
+        try:
+            return docker.execute(context)
+        except BaseException:
+            _remove_container(docker, name)
+            raise
+
+    def _run_local(self) -> None:
+        """Run the command as a child process, its output in the task log; its ``error:`` line in the task error."""
         command = self.local_command()
         self.log.info("Running %s", " ".join(command))
+        error_line = None
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
             for line in process.stdout:
-                self.log.info("%s", line.rstrip())
+                line = line.rstrip()
+                if line.startswith(ERROR_PREFIX):
+                    error_line = line
+                    self.log.error("%s", line)
+                else:
+                    self.log.info("%s", line)
         if process.returncode != 0:
-            raise RuntimeError(f"`{' '.join(command)}` exited with status {process.returncode}")
+            reason = f": {error_line}" if error_line else ""
+            raise RuntimeError(f"`{' '.join(command)}` exited with status {process.returncode}{reason}")
+
+
+def _remove_container(docker, name: str | None) -> None:
+    """Force-remove the container ``name`` if it exists (a client-side timeout can leave one behind)."""
+    if not name:
+        return
+    from docker.errors import APIError, NotFound
+
+    try:
+        docker.cli.remove_container(name, force=True)
+        docker.log.warning("removed container %s left by this task", name)
+    except NotFound:
+        pass
+    except APIError as exc:
+        docker.log.warning("could not remove container %s: %s", name, exc)
 
 
 def _truthy(value) -> bool:
     """Params rendered into templates arrive as strings unless the DAG renders native objects."""
     return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes", "on")
-
-
-class CloudTasksPlugin(AirflowPlugin):
-    name = "cloud_tasks"
