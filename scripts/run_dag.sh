@@ -37,10 +37,10 @@ airflow dags test slstr_cloud_mask "$DATE" --conf "$conf" > "$WORKDIR/dag-test.l
   || { tail -50 "$WORKDIR/dag-test.log"; echo "DAG run failed: see $WORKDIR/dag-test.log" >&2; exit 1; }
 
 python - "$WORKDIR/data" "$DATE" <<'PY'
-import json, sys
-from pathlib import Path
-data, day = Path(sys.argv[1]), sys.argv[2]
-summary = json.loads((data / "summaries" / f"{day}.json").read_text())
+import datetime as dt, json, sys
+from cloud_tasks.layout import DataRoot
+data, day = DataRoot(sys.argv[1]), dt.date.fromisoformat(sys.argv[2])
+summary = json.loads(data.summary(day).read_text())
 print(f"DAG run of {day}: {summary['products']} products, converted {summary['converted']}, "
       f"masked {summary['masked']}, failed {len(summary['failed'])}")
 sst = summary["sst"]
@@ -51,5 +51,5 @@ if sst:
               f"robust SD {s['robust_sd']:.3f} K")
     print(f"  model/Bayesian agreement: {sst['agreement']:.3f}")
 print(f"quicklooks: {summary['masks']}/*.png")
-print(f"run summary: {data / 'summaries' / (day + '.json')}")
+print(f"run summary: {data.summary(day)}")
 PY
