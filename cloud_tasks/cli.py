@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cloud_tasks.ml.inference",
     "cloud_tasks.sst",
     "cloud_tasks.pipeline",
+    "cloud_tasks.registry",
 )
 
 

@@ -5,6 +5,7 @@ Data root layout (keyed by date and product, never by run id)::
     <data_root>/extracted/YYYY/MM/DD/<product>.SEN3    extracted products
     <data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5 converted products
     <data_root>/models/YYYY/MM/DD/                     model trained on that day (ModelFiles)
+    <data_root>/registry/                              model versions and the production alias (RegistryFiles)
     <data_root>/masks/YYYY/MM/DD/<product>.{h5,png}     cloud masks and quicklooks (MaskFiles)
     <data_root>/sst/YYYY/MM/DD/                         SST comparison (SstFiles)
     <data_root>/summaries/YYYY-MM-DD.json               run summary
@@ -87,6 +88,59 @@ class ModelFiles:
     @property
     def tensorboard(self) -> Path:
         return self.folder / "logs"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / ".lock"
+
+    # written when a training run is registered as a model version
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
+
+    @property
+    def card(self) -> Path:
+        return self.folder / "model_card.md"
+
+    @property
+    def version_info(self) -> Path:  # the version's name, key and provenance (JSON)
+        return self.folder / "version.json"
+
+
+@dataclass(frozen=True)
+class RegistryFiles:
+    """The model registry: immutable version folders, the ``production`` alias and its promotion history.
+
+    ::
+
+        <registry>/versions/vN/           a registered model (ModelFiles: model, params, history, metrics, card)
+        <registry>/training/<key>/        a training run's working folder (resumable), copied into a version
+        <registry>/production.json        the alias: which version masks new days (replaced atomically)
+        <registry>/promotions.jsonl       every promotion, one JSON line each (who, when, why)
+    """
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def versions(self) -> Path:
+        return self.folder / "versions"
+
+    def version(self, name: str) -> ModelFiles:
+        return ModelFiles(inside(self.versions, self.versions / name))
+
+    def training(self, key: str) -> ModelFiles:
+        return ModelFiles(inside(self.folder / "training", self.folder / "training" / key))
+
+    @property
+    def production(self) -> Path:
+        return self.folder / "production.json"
+
+    @property
+    def promotions(self) -> Path:
+        return self.folder / "promotions.jsonl"
 
     @property
     def lock(self) -> Path:
@@ -175,6 +229,10 @@ class DataRoot:
 
     def sst(self, day: dt.date) -> SstFiles:
         return SstFiles(self._dated("sst", day))
+
+    @property
+    def registry(self) -> RegistryFiles:
+        return RegistryFiles(self.root / "registry")
 
     @property
     def summaries(self) -> Path:
