@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from cloud_tasks.atomic import atomic_file
+from cloud_tasks.atomic import atomic_file, output_file
 from cloud_tasks.errors import CloudTasksError, InputError
 from cloud_tasks.naming import CEDA_MISSION_DIRS, MISSIONS, ProductName
 from cloud_tasks.paths import read_file_list
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # a product filed under the previous day (e.g. by processing or ascending-node date near midnight);
 # the sensing-start filter keeps the selection exact whatever folder a product sits in.
 DAYS_BEFORE = 1
+# Times accepted: discovery lists every day folder of an interval, so the interval is bounded (and
+# far from the ends of Python's calendar, where the day of margin would overflow).
+EARLIEST = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 
 def as_utc(when: dt.datetime) -> dt.datetime:
@@ -35,12 +39,20 @@ def as_utc(when: dt.datetime) -> dt.datetime:
 
 
 def parse_time(text: str) -> dt.datetime:
-    """Parse ``YYYY-MM-DD`` or an ISO 8601 datetime (``Z`` or an offset allowed; naive = UTC)."""
+    """Parse ``YYYY-MM-DD`` or an ISO 8601 datetime (``Z`` or an offset allowed; naive = UTC) in the supported years."""
     try:
-        return as_utc(dt.datetime.fromisoformat(text.strip()))
-    except ValueError:
+        when = as_utc(dt.datetime.fromisoformat(text.strip()))
+    except (ValueError, OverflowError):  # OverflowError: an offset moves it past year 1 or 9999
         expected = "expected YYYY-MM-DD or an ISO datetime (e.g. 2017-03-15T11:34:20Z)"
         raise ValueError(f"invalid time {text!r}: {expected}") from None
+    check_time(when, repr(text))
+    return when
+
+
+def check_time(when: dt.datetime, name: str) -> None:
+    """Raise ValueError unless ``when`` lies in [EARLIEST, LATEST)."""
+    if not EARLIEST <= as_utc(when) < LATEST:
+        raise ValueError(f"time {name} outside the supported range {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}")
 
 
 def check_missions(missions: Iterable[str]) -> tuple[str, ...]:
@@ -77,6 +89,8 @@ def discover(root: str | Path, start: dt.datetime, end: dt.datetime, missions: I
     """
     root = Path(root)
     start, end = as_utc(start), as_utc(end)
+    check_time(start, "start")
+    check_time(end, "end")
     missions = check_missions(missions)
     if end <= start:
         raise ValueError(f"empty interval: end {end:%Y-%m-%dT%H:%M:%SZ} is not after start {start:%Y-%m-%dT%H:%M:%SZ}")
@@ -130,8 +144,10 @@ def write_file_list(paths: Iterable[Path], output: str | Path) -> None:
         tmp.write_text("".join(f"{Path(p).absolute()}\n" for p in paths))
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
     """``discover`` sub-command."""
+    if args.output is not None:
+        output_file(args.output)  # a bad location is an error before any work
     try:
         if args.file_list is not None:
             if args.root is not None or args.start is not None or args.end is not None:
@@ -141,7 +157,8 @@ def _run(args: argparse.Namespace) -> None:
             if args.root is None or args.start is None or args.end is None:
                 raise ValueError("ARCHIVE_ROOT, --start and --end are required (or --file-list)")
             missions = args.missions.split(",")
-            paths = discover(args.root, parse_time(args.start), parse_time(args.end), missions)
+            start, end = _time_argument("--start", args.start), _time_argument("--end", args.end)
+            paths = discover(args.root, start, end, missions)
     except ValueError as exc:
         raise CloudTasksError(str(exc)) from None
     if args.output is not None:
@@ -149,6 +166,14 @@ def _run(args: argparse.Namespace) -> None:
         log.info("wrote %d products to %s", len(paths), args.output)
     else:
         sys.stdout.write("".join(f"{Path(p).absolute()}\n" for p in paths))
+
+
+def _time_argument(option: str, text: str) -> dt.datetime:
+    """``parse_time`` of an option's value; the error names the option."""
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -164,4 +189,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--missions", default=",".join(MISSIONS), help="comma-separated missions (default: %(default)s)")
     p.add_argument("--file-list", type=Path, help="validate this list of zips instead of searching an archive")
     p.add_argument("--output", type=Path, help="write the list to this file (atomically) instead of stdout")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run_cli)

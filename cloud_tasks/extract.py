@@ -31,8 +31,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from cloud_tasks.atomic import atomic_dir
-from cloud_tasks.errors import BatchFailures, InputError
+from cloud_tasks.atomic import atomic_dir, output_dir
+from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError, product_failure
+from cloud_tasks.layout import inside
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
 
@@ -237,8 +238,8 @@ def extract_product(
     the zip raises InputError naming it (and the member) and leaves nothing under ``out_dir``.
     """
     zip_path = Path(zip_path)
-    product = ProductName.parse(zip_path)
-    final = Path(out_dir) / product.sen3
+    product = ProductName.parse(zip_path)  # the folder is named after the parsed zip name, never the zip's content
+    final = inside(out_dir, Path(out_dir) / product.sen3)
     if final.is_dir():
         log.debug("%s: already extracted to %s", zip_path, final)
         return final
@@ -263,21 +264,28 @@ def extract_products(
 ) -> list[Path]:
     """Extract many product zips to ``out_dir``; return the product folders, sorted.
 
-    With ``keep_going`` a bad zip is logged and skipped, the others extracted, and a ``BatchFailures``
-    listing the bad ones raised at the end; otherwise the first bad zip's InputError is raised at once.
+    Any exception while extracting one zip is that zip's failure (``errors.product_failure``): with
+    ``keep_going`` it is logged, the other zips extracted, and a ``BatchFailures`` listing the bad ones
+    raised at the end; otherwise it is raised at once. A full disk (``DiskFullError``) always stops the
+    batch: the next zips would fail the same way.
     """
     zips = [Path(z) for z in zips]
     every = max(1, math.ceil(len(zips) / PROGRESS_LINES))
     extracted: list[Path] = []
-    failures: list[InputError] = []
+    failures: list[CloudTasksError] = []
     for i, zip_path in enumerate(zips, 1):
         try:
             extracted.append(extract_product(zip_path, out_dir, max_total_bytes=max_total_bytes, max_ratio=max_ratio))
-        except InputError as exc:
-            if not keep_going:
+        except DiskFullError:
+            raise
+        except Exception as exc:
+            failure = product_failure(zip_path, exc)
+            if failure is exc and not keep_going:
                 raise
-            log.error("skipped: %s", exc)
-            failures.append(exc)
+            if not keep_going:
+                raise failure from exc
+            log.error("skipped: %s", failure)
+            failures.append(failure)
         if i % every == 0 or i == len(zips):
             failed = f", {len(failures)} failed" if failures else ""
             log.info("extracted %d/%d (%d %%)%s", i, len(zips), 100 * i // len(zips), failed)
@@ -287,8 +295,9 @@ def extract_products(
     return extracted
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
     """``extract`` sub-command."""
+    output_dir(args.out)
     zips = expand_inputs(args.inputs, ".zip")
     options = {"max_total_bytes": int(args.max_total_gb * 2**30), "max_ratio": args.max_ratio}
     try:
@@ -321,4 +330,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest compression ratio accepted per member and in total (default: %(default)g)",
     )
     p.add_argument("--keep-going", action="store_true", help="extract the good zips, then fail listing the bad ones")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run_cli)

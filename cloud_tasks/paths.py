@@ -16,9 +16,15 @@ def read_file_list(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(path, f"cannot read file list: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            path, f"file list is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    if any("\0" in line for line in lines):
+        raise InputError(path, "file list holds a NUL character: not a text file")
     entries = [line.strip() for line in lines]
     return [path.parent / entry for entry in entries if entry and not entry.startswith("#")]
 

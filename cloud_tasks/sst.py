@@ -6,24 +6,33 @@ product (``<product stem>.h5`` below MASKS_DIR, written by inference) and the di
 ``d = sat_sst_2 - (isst + 273.15)`` is summarised over the pixels each mask calls clear: count,
 median and robust standard deviation (1.4826 x median absolute deviation).
 
-Outputs in OUT, each written atomically and identical on a re-run with the same inputs:
-``summary.json``, ``matchups_compared.csv`` (one row per matched pixel) and ``sst_histogram.png``.
+Outputs in OUT (``layout.SstFiles``), identical on a re-run with the same inputs: the summary, the
+per-pixel table (one row per matched pixel) and the histogram. They are one result set, replaced as a
+whole or not at all (``replace_result_set``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import importlib.util
 import json
 import logging
+import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import InputError
-from cloud_tasks.naming import ProductName
+from cloud_tasks.atomic import atomic_file, output_dir
+from cloud_tasks.errors import DiskFullError, InputError
+from cloud_tasks.hdf import plain_value
+from cloud_tasks.layout import MaskFiles, SstFiles
+from cloud_tasks.naming import stem_from_file
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +42,8 @@ DEFAULT_THRESHOLD = 0.5  # the reference's "mask < 0.5"; used when a mask file h
 BAYES_CLEAR_BELOW = 0.9  # Bayesian clear: pcloudn < 0.9 and pcloudo < 0.9
 D2_ALGORITHM = 4  # sst_algorithm_type of D2, whose retrieval is sat_sst_2
 TABLE_KEY = "matchups"
-
-SUMMARY_NAME = "summary.json"
-TABLE_NAME = "matchups_compared.csv"
-HISTOGRAM_NAME = "sst_histogram.png"
+MAX_MASK_PIXELS = 4096 * 4096  # a product's 1 km grid is ~1200 x 1500: a larger mask is not one
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
 
 # Only the columns the comparison uses are required (sat_sst_0, 1 and 3 are not).
 REQUIRED_COLUMNS = (
@@ -72,31 +79,25 @@ FILTERS: tuple[tuple[str, str, Callable], ...] = (
 
 
 def compare(matchups_path: str | Path, masks_dir: str | Path, out_dir: str | Path, *, model_threshold=None) -> dict:
-    """Compare the model mask with the Bayesian mask on SST match-ups; write OUT's files; return the report.
+    """Compare the model mask with the Bayesian mask on SST match-ups; write OUT's result set; return the report.
 
-    ``model_threshold`` overrides the ``threshold`` attribute of each mask file.
+    ``model_threshold`` overrides the ``threshold`` attribute of each mask file. OUT is checked before
+    any work, and its result set is replaced as a whole (see ``replace_result_set``).
     """
-    matchups_path, masks_dir, out_dir = Path(matchups_path), Path(masks_dir), Path(out_dir)
+    matchups_path, masks_dir = Path(matchups_path), Path(masks_dir)
     if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
         raise ValueError(f"model threshold must lie in [0, 1], not {model_threshold}")
+    files = result_folder(out_dir)
     table = read_matchups(matchups_path)
     rows_read = len(table)
     table, after_filter = apply_filters(table, matchups_path)
-    table["product"] = [product_stem(path) for path in table["cems_path"]]
+    table["product"] = product_stems(table["cems_path"], matchups_path)
 
-    masks = find_masks(masks_dir)
     products = sorted(set(table["product"]))
-    matched_products = [p for p in products if p in masks]
-    if not matched_products:
-        examples = ", ".join(products[:3]) + (", ..." if len(products) > 3 else "")
-        raise InputError(
-            masks_dir,
-            f"holds no mask for any of the {len(products)} match-up product(s) looked for ({examples}); "
-            "expected <product stem>.h5 files below it",
-        )
-    table = table[table["product"].isin(matched_products)]
+    masks = matched_masks(find_masks(masks_dir), products, masks_dir)
+    table = table[table["product"].isin(list(masks))]
     rows_with_mask = len(table)
-    table, mask_info = attach_model(table, {p: masks[p] for p in matched_products}, model_threshold)
+    table, mask_info = attach_model(table, masks, model_threshold)
     table = classify(table)
 
     report = build_report(table, mask_info, model_threshold)
@@ -108,13 +109,102 @@ def compare(matchups_path: str | Path, masks_dir: str | Path, out_dir: str | Pat
         "pixels_off_grid": rows_with_mask - len(table),
         "rows_matched": len(table),
         "products_in_table": len(products),
-        "products_matched": len(matched_products),
+        "products_matched": len(masks),
     }
-    write_outputs(report, table, out_dir)
-    text = format_summary(report)
-    for line in text.splitlines():
+    replace_result_set(files, lambda staged: write_outputs(report, table, staged))
+    for line in format_summary(report).splitlines():
         log.info("%s", line)
     return report
+
+
+def result_folder(out_dir: str | Path) -> SstFiles:
+    """OUT's result set, after checking before any work that OUT can take one.
+
+    OUT must be a writable folder (created if missing) in a writable parent (where the new set is
+    staged), not a mount point (it is renamed), holding nothing but an earlier result set: the whole
+    folder is replaced, so anything else in it would be lost.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        out_dir = out_dir.resolve()  # replace the folder the link points to, not the link
+    output_dir(out_dir.parent)
+    files = SstFiles(output_dir(out_dir))
+    if os.path.ismount(out_dir):
+        raise InputError(out_dir, "output folder is a mount point; give a folder below it (its result set is renamed)")
+    ours = {path.name for path in result_paths(files)}
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name not in ours and not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            raise InputError(
+                out_dir,
+                f"holds {entry.name!r}, which is no part of an sst-comp result set; each run replaces the whole "
+                "folder, so give an empty folder or one of an earlier sst-comp",
+            )
+    return files
+
+
+def result_paths(files: SstFiles) -> tuple[Path, Path, Path]:
+    """The files of a result set (the per-pixel table, the histogram, the summary)."""
+    return files.table, files.histogram, files.summary
+
+
+def replace_result_set(files: SstFiles, write: Callable[[SstFiles], None]) -> None:
+    """Write a new result set with ``write`` into a hidden folder beside OUT, then swap it in whole.
+
+    Crash safety: the new set is complete before OUT changes at all. The swap is one atomic
+    ``renameat2(RENAME_EXCHANGE)`` where the kernel and file system offer it: at every instant OUT
+    names either the whole old set or the whole new one. Elsewhere it is two renames (OUT aside, the
+    new set in): a crash between them leaves no OUT (a reader sees no result, never a mixed one)
+    and the old set intact in a hidden ``.<OUT>.*.tmp`` folder. A failure while writing (a full disk)
+    removes the staged folder and leaves OUT untouched; a crash can leave only hidden ``.tmp`` folders.
+    """
+    out = files.folder
+    try:
+        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(out, os.strerror(exc.errno).lower()) from None
+        raise
+    old = None
+    try:
+        try:
+            write(SstFiles(staged))
+        except DiskFullError as exc:  # name the output as the user knows it, not the staged copy
+            raise DiskFullError(out / exc.path.name, exc.reason) from None
+        os.chmod(staged, 0o755)
+        old = _swap(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap(new: Path, out: Path) -> Path:
+    """Put folder ``new`` in place of folder ``out``; return where the old one now is (to be removed)."""
+    if _rename_exchange(new, out):
+        return new
+    aside = new.with_name(new.name.removesuffix(".tmp") + ".old.tmp")  # unique as ``new`` is; nothing to allocate
+    os.rename(out, aside)
+    try:
+        os.rename(new, out)
+    except OSError:
+        os.rename(aside, out)
+        raise
+    return aside
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths with Linux's ``renameat2(RENAME_EXCHANGE)``; False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not glibc >= 2.28, or not Linux
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # the kernel or file system lacks it
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def read_matchups(path: Path):
@@ -153,7 +243,6 @@ def read_matchups(path: Path):
             table[column] = pd.to_numeric(table[column])
         except (ValueError, TypeError):
             raise InputError(path, f"column {column!r} holds non-numeric values") from None
-    table["cems_path"] = table["cems_path"].astype(str)
     return table.reset_index(drop=True)
 
 
@@ -187,28 +276,53 @@ def apply_filters(table, path: Path):
     return table.copy(), after
 
 
-def product_stem(cems_path: str) -> str:
-    """The product stem named by a match-up's ``cems_path`` (``.../<stem>.SEN3``, maybe with a trailing '/')."""
-    name = Path(cems_path.strip()).name  # Path drops a trailing slash
-    try:
-        return ProductName.parse(name).stem
-    except InputError:
-        # Not an ESA name (e.g. a renamed test product): match the mask by the bare name instead.
-        return name.removesuffix(".zip").removesuffix(".SEN3")
+def product_stems(cems_paths, table_path: Path) -> list[str]:
+    """The checked product stem of each match-up's ``cems_path`` (``.../<stem>.SEN3``, maybe with a trailing '/').
+
+    A cell is file content: only its last component is used, and only if it is a valid product name.
+    """
+    stems: dict = {}
+    for row, cell in enumerate(cems_paths):
+        if cell not in stems:
+            stems[cell] = product_stem(cell, table_path, row)
+    return [stems[cell] for cell in cems_paths]
+
+
+def product_stem(cell, table_path: Path, row: int = 0) -> str:
+    """The product stem named by one ``cems_path`` cell; InputError naming the table and row otherwise."""
+    text = cell.decode(errors="replace") if isinstance(cell, bytes) else cell
+    if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
+        raise InputError(table_path, f"row {row}: empty cems_path (expected .../<product>.SEN3)")
+    text = str(text).strip()
+    name = Path(text).name  # Path drops a trailing slash
+    return stem_from_file(name, table_path, f"row {row}: cems_path {text[:200]!r}: last component")
 
 
 def find_masks(masks_dir: Path) -> dict[str, Path]:
-    """Map product stem -> mask file for every ``<stem>.h5`` below ``masks_dir``."""
+    """Map product stem -> mask file for every mask file (``layout.MaskFiles``) in or below ``masks_dir``."""
     if not masks_dir.is_dir():
         raise InputError(masks_dir, "no such masks folder")
+    folders = [masks_dir, *sorted(p for p in masks_dir.rglob("*") if p.is_dir())]
     masks: dict[str, Path] = {}
-    # Hidden names are temporary files of a writer still at work (see atomic_file).
-    for path in sorted(p for p in masks_dir.rglob("*.h5") if not p.name.startswith(".")):
+    for path in (mask for folder in folders for mask in MaskFiles(folder).masks()):
         if path.stem in masks:
             log.warning("%s: second mask for product %s; using %s", path, path.stem, masks[path.stem])
             continue
         masks[path.stem] = path
     return masks
+
+
+def matched_masks(masks: dict[str, Path], products: list[str], masks_dir: Path) -> dict[str, Path]:
+    """The mask file of each match-up product that has one; InputError if none has."""
+    matched = {product: masks[product] for product in products if product in masks}
+    if not matched:
+        examples = ", ".join(products[:3]) + (", ..." if len(products) > 3 else "")
+        raise InputError(
+            masks_dir,
+            f"holds no mask for any of the {len(products)} match-up product(s) looked for ({examples}); "
+            "expected <product stem>.h5 files below it",
+        )
+    return matched
 
 
 def read_mask(path: Path, product: str) -> tuple[np.ndarray, dict]:
@@ -217,19 +331,39 @@ def read_mask(path: Path, product: str) -> tuple[np.ndarray, dict]:
 
     try:
         with h5py.File(path, "r") as f:
-            if "mask" not in f or not isinstance(f["mask"], h5py.Dataset):
+            dataset = f.get("mask")
+            if not isinstance(dataset, h5py.Dataset):
                 raise InputError(path, "mask file has no 'mask' dataset")
-            mask = f["mask"][()]
-            attrs = {key: _plain(value) for key, value in f.attrs.items()}
+            _check_mask_dataset(path, dataset)  # before reading: the header's shape may be absurd
+            mask = dataset[()]
+            attrs = {key: plain_value(value) for key, value in f.attrs.items()}
     except OSError as exc:
         raise InputError(path, f"cannot be read as HDF5: {exc}") from None
-    if mask.ndim != 2:
-        raise InputError(path, f"'mask' must be 2-D (rows, columns), not of shape {mask.shape}")
+    except UnicodeDecodeError:
+        raise InputError(path, "mask file has a text attribute that is not UTF-8") from None
     named = attrs.get("product_name")
-    if named is not None and str(named).removesuffix(".SEN3") != product:
+    if named is not None and stem_from_file(named, path) != product:
         # A renamed file would silently pair match-ups with another product's clouds.
         raise InputError(path, f"holds the mask of product {named}, not of {product} as its name says")
     return mask.astype(np.float32, copy=False), attrs
+
+
+def _check_mask_dataset(path: Path, dataset) -> None:
+    """A mask is a 2-D numeric array of a product's size at most."""
+    if dataset.ndim != 2:
+        raise InputError(path, f"'mask' must be 2-D (rows, columns), not of shape {dataset.shape}")
+    if math.prod(dataset.shape) > MAX_MASK_PIXELS:
+        raise InputError(path, f"'mask' of shape {dataset.shape} is larger than any product ({MAX_MASK_PIXELS} pixels)")
+    if not (np.issubdtype(dataset.dtype, np.number) or dataset.dtype == np.bool_):
+        raise InputError(path, f"'mask' holds {dataset.dtype} values, not numbers")
+
+
+def mask_threshold(attrs: dict, path: Path) -> float:
+    """The mask file's ``threshold`` attribute (DEFAULT_THRESHOLD if absent), checked to be a probability."""
+    value = attrs.get("threshold", DEFAULT_THRESHOLD)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InputError(path, f"attribute 'threshold' is {str(value)[:80]!r}, not a number in [0, 1]")
+    return float(value)
 
 
 def attach_model(table, masks: dict[str, Path], model_threshold):
@@ -252,7 +386,7 @@ def attach_model(table, masks: dict[str, Path], model_threshold):
         ok &= (x < mask.shape[1]) & (y < mask.shape[0])
         kept = rows[ok]
         probability[kept] = mask[y[ok].astype(np.intp), x[ok].astype(np.intp)]
-        file_threshold = float(attrs.get("threshold", DEFAULT_THRESHOLD))
+        file_threshold = mask_threshold(attrs, masks[product])
         threshold[kept] = file_threshold if model_threshold is None else model_threshold
         on_grid[kept] = True
         info[product] = {"threshold": file_threshold, "model_sha256": attrs.get("model_sha256")}
@@ -315,8 +449,8 @@ def clear_stats(d: np.ndarray) -> dict:
     return {"clear": int(d.size), "median": median, "robust_sd": MAD_TO_SD * mad}
 
 
-def write_outputs(report: dict, table, out_dir: Path) -> None:
-    """Write summary.json, matchups_compared.csv and sst_histogram.png atomically into ``out_dir``."""
+def write_outputs(report: dict, table, files: SstFiles) -> None:
+    """Write the result set: the per-pixel table, the histogram and the summary."""
     columns = {
         "product": "product",
         "x_cems": "x",
@@ -328,11 +462,11 @@ def write_outputs(report: dict, table, out_dir: Path) -> None:
         "bayes_in": "bayes_in",
     }
     pixels = table[list(columns)].rename(columns=columns)
-    with atomic_file(out_dir / TABLE_NAME) as tmp:
+    with atomic_file(files.table) as tmp:
         pixels.to_csv(tmp, index=False)
-    with atomic_file(out_dir / HISTOGRAM_NAME) as tmp:
+    with atomic_file(files.histogram) as tmp:
         plot_histogram(table, report, tmp)
-    with atomic_file(out_dir / SUMMARY_NAME) as tmp:
+    with atomic_file(files.summary) as tmp:
         tmp.write_text(summary_json(report))
 
 
@@ -401,17 +535,6 @@ def format_summary(report: dict) -> str:
     )
 
 
-def _plain(value):
-    """HDF5 attribute values as plain Python values."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _threshold(text: str) -> float:
     """argparse type: a probability threshold in [0, 1]."""
     value = float(text)
@@ -420,10 +543,11 @@ def _threshold(text: str) -> float:
     return value
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
+    """``sst-comp`` sub-command."""
     report = compare(args.matchups, args.masks_dir, args.out, model_threshold=args.threshold)
     print(format_summary(report))
-    print(f"wrote {SUMMARY_NAME}, {TABLE_NAME} and {HISTOGRAM_NAME} to {args.out}")
+    print(f"wrote {', '.join(path.name for path in result_paths(SstFiles(args.out)))} to {args.out}")
 
 
 def register(subparsers) -> None:
@@ -442,4 +566,4 @@ def register(subparsers) -> None:
         default=None,
         help="model cloud-probability threshold (default: each mask file's 'threshold' attribute)",
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run_cli)

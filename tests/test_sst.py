@@ -14,6 +14,7 @@ import pytest
 
 from cloud_tasks import sst
 from cloud_tasks.errors import InputError
+from cloud_tasks.layout import SstFiles
 
 PRODUCT_A = "S3A_SL_1_RBT____20200601T101010_20200601T101310_20200601T120000_0179_059_008_1980_SVL_O_NT_004"
 PRODUCT_B = "S3B_SL_1_RBT____20200601T111010_20200601T111310_20200601T130000_0179_039_108_2160_SVL_O_NT_004"
@@ -186,15 +187,17 @@ def test_statistics_match_numpy(inputs, tmp_path, caplog):
 def test_outputs(inputs, tmp_path):
     _, csv, masks_dir = inputs
     out = tmp_path / "out"
+    files = SstFiles(out)
     report = sst.compare(csv, masks_dir, out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([sst.HISTOGRAM_NAME, sst.TABLE_NAME, sst.SUMMARY_NAME])
+    assert sorted(out.iterdir()) == sorted([files.histogram, files.table, files.summary])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staged set left beside OUT
 
-    summary = json.loads((out / sst.SUMMARY_NAME).read_text())
+    summary = json.loads(files.summary.read_text())
     assert summary == json.loads(json.dumps(report))
     assert list(summary["counts"]["rows_after_filter"]) == list(EXPECTED_AFTER_FILTER)
     assert summary["inputs"]["matchups"] == str(csv.resolve())
 
-    pixels = pd.read_csv(out / sst.TABLE_NAME)
+    pixels = pd.read_csv(files.table)
     assert list(pixels.columns) == [
         "product",
         "x",
@@ -212,11 +215,11 @@ def test_outputs(inputs, tmp_path):
     for row in pixels.itertuples():
         assert row.model_probability == pytest.approx(masks[row.product][row.y, row.x], nan_ok=True)
 
-    png = (out / sst.HISTOGRAM_NAME).read_bytes()
+    png = files.histogram.read_bytes()
     assert png.startswith(PNG_SIGNATURE)
     import matplotlib.image
 
-    assert matplotlib.image.imread(out / sst.HISTOGRAM_NAME).ndim == 3
+    assert matplotlib.image.imread(files.histogram).ndim == 3
 
 
 def test_rerun_is_byte_identical(inputs, tmp_path):
@@ -288,7 +291,7 @@ def test_no_masks_for_any_product(inputs, tmp_path):
     with pytest.raises(InputError, match=f"any of the 3 match-up product.*{PRODUCT_A}") as info:
         sst.compare(csv, empty, tmp_path / "out")
     assert info.value.path == empty
-    assert not (tmp_path / "out").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # OUT was checked (made) before any work; nothing written
 
 
 def test_mask_file_without_mask_dataset(inputs, tmp_path):
@@ -329,10 +332,19 @@ def test_missing_table_and_unknown_format(inputs, tmp_path):
         sst.compare(other, masks_dir, tmp_path / "out")
 
 
-def test_product_stem():
-    assert sst.product_stem(f"/a/b/{PRODUCT_A}.SEN3/") == PRODUCT_A
-    assert sst.product_stem(f"{PRODUCT_A}.SEN3") == PRODUCT_A
-    assert sst.product_stem("/x/renamed_product.SEN3") == "renamed_product"
+def test_product_stem(tmp_path):
+    table = tmp_path / "t.csv"
+    assert sst.product_stem(f"/a/b/{PRODUCT_A}.SEN3/", table) == PRODUCT_A
+    assert sst.product_stem(f"{PRODUCT_A}.SEN3", table) == PRODUCT_A
+    assert sst.product_stem(f" /a/{PRODUCT_A}.SEN3".encode(), table) == PRODUCT_A
+    # A cell is file content: anything but a product name at its end is refused, naming table and row.
+    for cell in ("/x/renamed_product.SEN3", "../../etc", "/", f"{PRODUCT_A}.SEN3/.."):
+        with pytest.raises(InputError, match=r"row 4: cems_path .*: last component .* not an SLSTR") as info:
+            sst.product_stem(cell, table, 4)
+        assert info.value.path == table
+    for cell in ("", "  ", np.nan, None):
+        with pytest.raises(InputError, match="row 4: empty cems_path"):
+            sst.product_stem(cell, table, 4)
 
 
 def test_cli(inputs, tmp_path, capsys):
@@ -345,8 +357,62 @@ def test_cli(inputs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "agreement" in printed
     assert "Bayesian" in printed
-    summary = json.loads((out / sst.SUMMARY_NAME).read_text())
+    summary = json.loads(SstFiles(out).summary.read_text())
     assert summary["threshold"] == 0.7
     assert summary["model"]["clear"] == expected_stats(table, threshold=0.7)["model"]["clear"]
     with pytest.raises(SystemExit):
         parser.parse_args(["sst-comp", str(csv), str(masks_dir), str(out), "--threshold", "1.5"])
+
+
+def result_set(out) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+class WriteFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2 exchange", "two renames"])
+def test_result_set_is_replaced_whole_or_not_at_all(inputs, tmp_path, monkeypatch, exchange):
+    _, csv, masks_dir = inputs
+    out = tmp_path / "out"
+    sst.compare(csv, masks_dir, out)
+    earlier = result_set(out)
+    if not exchange:  # the fallback for kernels and file systems without RENAME_EXCHANGE
+        monkeypatch.setattr(sst, "_rename_exchange", lambda a, b: False)
+
+    def half_written(files):
+        files.table.write_text("new table")
+        raise WriteFailed
+
+    with pytest.raises(WriteFailed):
+        sst.replace_result_set(SstFiles(out), half_written)
+    assert result_set(out) == earlier  # no new table beside the old summary
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+    sst.compare(csv, masks_dir, out, model_threshold=0.7)
+    replaced = result_set(out)
+    assert replaced.keys() == earlier.keys() and replaced != earlier
+    assert json.loads(SstFiles(out).summary.read_text())["threshold"] == 0.7
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_out_holding_other_files_is_refused_before_any_work(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"holds 'notes.txt', which is no part of an sst-comp result set") as info:
+        sst.compare(csv, masks_dir, out)
+    assert info.value.path == out
+    assert result_set(out) == {"notes.txt": b"mine"}
+
+
+def test_symlinked_out_replaces_the_folder_it_points_to(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real)
+    sst.compare(csv, masks_dir, link)
+    sst.compare(csv, masks_dir, link)
+    assert link.is_symlink() and sorted(result_set(real)) == sorted(p.name for p in sst.result_paths(SstFiles(real)))
