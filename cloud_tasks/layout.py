@@ -134,6 +134,10 @@ class RegistryFiles:
     def training(self, key: str) -> ModelFiles:
         return ModelFiles(inside(self.folder / "training", self.folder / "training" / key))
 
+    def training_list(self, key: str, kind: str) -> Path:
+        """The file list of a training run's ``train`` or ``holdout`` products (converted HDF5 paths)."""
+        return inside(self.folder / "training", self.folder / "training" / f"{key}.{kind}.txt")
+
     @property
     def production(self) -> Path:
         return self.folder / "production.json"

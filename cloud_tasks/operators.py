@@ -22,6 +22,7 @@ CONTAINER_USER_ENV = "CLOUD_TASKS_CONTAINER_USER"
 DOCKER_TIMEOUT_ENV, DEFAULT_DOCKER_TIMEOUT = "CLOUD_TASKS_DOCKER_TIMEOUT", 600
 CONTAINER_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # no TensorFlow start-up noise
 ERROR_PREFIX = "error: "  # how the CLI's one-line error begins (cloud_tasks.cli)
+BAD_INPUT_STATUS = 2  # the CLI's exit status for bad input
 
 
 def container_user() -> str:
@@ -59,9 +60,11 @@ class CloudTasksOperator(BaseOperator):
     :param gpu: ask the Docker engine for every GPU of the host
     :param image: the ML image (``docker/Dockerfile``)
     :param read_only_mounts: extra host paths the step only reads (mounted read-only at the same path)
+    :param skip_reason: why the step is skipped when ``arguments`` is empty (shown in its log)
+    :param event: the extra of the step's asset events (e.g. the day it concerns)
     """
 
-    template_fields = ("arguments", "runner", "data_root", "gpu", "image", "read_only_mounts")
+    template_fields = ("arguments", "runner", "data_root", "gpu", "image", "read_only_mounts", "skip_reason", "event")
     ui_color = "#c6e2ff"
 
     def __init__(
@@ -73,6 +76,8 @@ class CloudTasksOperator(BaseOperator):
         gpu: bool = True,
         image: str = DEFAULT_IMAGE,
         read_only_mounts: list[str] | None = None,
+        skip_reason: str = "",
+        event: dict | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -82,6 +87,8 @@ class CloudTasksOperator(BaseOperator):
         self.gpu = gpu
         self.image = image
         self.read_only_mounts = read_only_mounts or []
+        self.skip_reason = skip_reason
+        self.event = event or {}
 
     def local_command(self) -> list[str]:
         return [sys.executable, "-m", "cloud_tasks", *map(str, self.arguments)]
@@ -113,12 +120,16 @@ class CloudTasksOperator(BaseOperator):
         if not self.arguments:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            raise AirflowSkipException("nothing to run for this step (e.g. training is off)")
+            raise AirflowSkipException(self.skip_reason or "nothing to run for this step")
         if self.runner == "docker":
-            return self._run_container(context)
-        if self.runner != "local":
+            result = self._run_container(context)
+        elif self.runner == "local":
+            result = self._run_local()
+        else:
             raise ValueError(f"unknown runner {self.runner!r} (expected 'docker' or 'local')")
-        return self._run_local()
+        for asset in self.outlets if self.event else ():
+            context["outlet_events"][asset].extra = dict(self.event)
+        return result
 
     def _run_container(self, context):
         """Run the step's container; remove it (and any left by an earlier try) unless it succeeded."""
@@ -149,7 +160,12 @@ class CloudTasksOperator(BaseOperator):
                     self.log.info("%s", line)
         if process.returncode != 0:
             reason = f": {error_line}" if error_line else ""
-            raise RuntimeError(f"`{' '.join(command)}` exited with status {process.returncode}{reason}")
+            message = f"`{' '.join(command)}` exited with status {process.returncode}{reason}"
+            if process.returncode == BAD_INPUT_STATUS:  # the CLI's bad-input status: a retry cannot help
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(message)
+            raise RuntimeError(message)
 
 
 def _remove_container(docker, name: str | None) -> None:

@@ -11,151 +11,17 @@ import argparse
 import datetime as dt
 import json
 import logging
-import math
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud_tasks.atomic import write_json
+from cloud_tasks.atomic import atomic_file, write_json
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.layout import DAY_SPLIT, SPLITS, DataRoot, matchups_path
+from cloud_tasks.layout import DAY_SPLIT, SPLITS, converted_path
 from cloud_tasks.ml.options import TrainOptions
-from cloud_tasks.naming import MISSIONS, ProductName
+from cloud_tasks.naming import ProductName
+from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, DayRun, TrainingPlan, chunk_products, plan_day
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DayRun:
-    """What every stage needs to find its inputs and outputs: the day processed and the data root."""
-
-    day: dt.date
-    data: DataRoot
-
-    @classmethod
-    def of(cls, day: str | dt.date, data_root: str | Path) -> DayRun:
-        """From the plan's values as they travel between tasks (ISO date, path string)."""
-        return cls(day if isinstance(day, dt.date) else dt.date.fromisoformat(day), DataRoot(data_root))
-
-
-DEFAULT_CHUNK_SIZE = 8  # products per mapped convert instance (at least)
-MAX_MAPPED_INSTANCES = 256  # well below [core] max_map_length (1024): the scheduler stays responsive
-
-
-def chunk_products(paths: list[str], chunk_size: int, max_chunks: int = MAX_MAPPED_INSTANCES) -> list[list[str]]:
-    """Split a day's products into chunks of ``chunk_size``, enlarged so that at most ``max_chunks`` remain.
-
-    A day of S3A + S3B (~2000 products) at chunk size 1 becomes 250 chunks of 8, not 2000 instances.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk size must be >= 1, got {chunk_size}")
-    size = max(chunk_size, math.ceil(len(paths) / max_chunks))
-    return [paths[i : i + size] for i in range(0, len(paths), size)]
-
-
-def chunk_label(chunk: list[str]) -> str:
-    """What the Airflow UI shows for a mapped instance: its product (or first product and a count)."""
-    first = Path(chunk[0]).name.removesuffix(".zip").removesuffix(".SEN3")
-    return first if len(chunk) == 1 else f"{first} (+{len(chunk) - 1} more)"
-
-
-def train_command(run: DayRun, options: TrainOptions) -> list[str]:
-    """The ``python -m cloud_tasks`` arguments training a day's model; the same in the GPU image and locally.
-
-    Paths are the data root's own, so the image must see the data root at the same path (bind mount).
-    """
-    inputs, out = run.data.hdf_split(run.day, DAY_SPLIT), run.data.model(run.day).folder
-    return ["train", str(inputs), str(out), *options.cli_arguments()]
-
-
-def inference_command(run: DayRun, model: Path) -> list[str]:
-    """The ``python -m cloud_tasks`` arguments masking a day's products with ``model``."""
-    return ["inference", str(model), str(run.data.hdf_split(run.day, DAY_SPLIT)), str(run.data.masks(run.day).folder)]
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run processes: its day, products, ML commands (with what each only reads) and match-up table."""
-
-    run: DayRun
-    products: tuple[str, ...]
-    matchups: Path
-    train_options: TrainOptions | None  # None: masks are made with an existing model
-    model: Path  # the model inference uses (the day's own when training)
-    train_arguments: list[str] = field(init=False)
-    inference_arguments: list[str] = field(init=False)
-
-    def __post_init__(self):
-        train = train_command(self.run, self.train_options) if self.train_options else []
-        object.__setattr__(self, "train_arguments", train)
-        object.__setattr__(self, "inference_arguments", inference_command(self.run, self.model))
-
-    @property
-    def train_inputs(self) -> list[str]:
-        """What training only reads, mounted read-only in its container."""
-        return [str(self.run.data.hdf_split(self.run.day, DAY_SPLIT))]
-
-    @property
-    def inference_inputs(self) -> list[str]:
-        return [str(self.run.data.hdf_split(self.run.day, DAY_SPLIT)), str(self.model)]
-
-    def as_xcom(self) -> dict:
-        """The plan as the DAG's tasks receive it (JSON values, one key per downstream need)."""
-        return {
-            "day": self.run.day.isoformat(),
-            "data_root": str(self.run.data.root),
-            "products": list(self.products),
-            "matchups": str(self.matchups),
-            "train_arguments": self.train_arguments,
-            "train_inputs": self.train_inputs,
-            "inference_arguments": self.inference_arguments,
-            "inference_inputs": self.inference_inputs,
-        }
-
-
-def _find_products(params: dict, data_interval_start, data_interval_end) -> tuple[list, dt.date, str]:
-    """The run's product zips, its day and where they were looked for (for the error when there is none)."""
-    from cloud_tasks.archive import discover, discover_from_list
-
-    if params.get("file_list"):
-        zips = discover_from_list(params["file_list"])
-        if not zips:
-            raise CloudTasksError(f"{params['file_list']}: the file list names no product")
-        day = dt.date.fromisoformat(params["date"]) if params.get("date") else ProductName.parse(zips[0]).start.date()
-        return zips, day, params["file_list"]
-    if params.get("date"):
-        start = dt.datetime.combine(dt.date.fromisoformat(params["date"]), dt.time(), tzinfo=dt.UTC)
-        end = start + dt.timedelta(days=1)
-    elif data_interval_start is not None and data_interval_end is not None:
-        start, end = data_interval_start, data_interval_end
-    else:
-        raise CloudTasksError("a run without a data interval needs the 'date' or the 'file_list' param")
-    missions = params.get("missions") or list(MISSIONS)
-    zips = discover(params["archive_root"], start, end, missions)
-    return zips, start.date(), f"{params['archive_root']} for {', '.join(missions)} in [{start}, {end})"
-
-
-def plan_run(params: dict, *, data_interval_start=None, data_interval_end=None) -> RunPlan:
-    """Decide what a run processes: its day, products and the ML commands.
-
-    Products come from ``params['file_list']`` if set, else from the archive for ``params['date']``
-    if set, else for the run's data interval. Training options are the ``TrainOptions`` fields among
-    ``params`` (the others keep their defaults).
-    """
-    zips, day, where = _find_products(params, data_interval_start, data_interval_end)
-    if not zips:
-        raise CloudTasksError(f"no SLSTR product found in {where}")
-    train = params.get("train", True)
-    if not train and not params.get("model_path"):
-        raise CloudTasksError("training is off ('train' param false): set 'model_path' to an existing model")
-    run = DayRun(day, DataRoot(params["data_root"]))
-    return RunPlan(
-        run=run,
-        products=tuple(str(z) for z in zips),
-        matchups=Path(params.get("matchups") or matchups_path(params["archive_root"], day)),
-        train_options=TrainOptions.from_mapping(params) if train else None,
-        model=run.data.model(day).model if train else Path(params["model_path"]),
-    )
 
 
 def extract_chunk(zips: list[str], run: DayRun) -> list[str]:
@@ -216,12 +82,43 @@ def compare_day(run: DayRun, matchups: str | Path) -> dict | None:
     return compare(matchups, run.data.masks(run.day).folder, run.data.sst(run.day).folder)
 
 
-def summarise_day(products: list[str], run: DayRun) -> dict:
-    """Count what the day's products became, from the files on disk, and write the run summary."""
+def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None) -> list[str]:
+    """The products whose mask on disk was made by the model ``model_sha256`` (a run's own or confirmed masks)."""
+    import h5py
+
+    from cloud_tasks.hdf import plain_value
+
+    made = []
+    for stem in stems if model_sha256 else []:
+        path = run.data.masks(run.day).mask(stem)
+        try:
+            with h5py.File(path, "r") as f:
+                if plain_value(f.attrs.get("model_sha256")) == model_sha256:
+                    made.append(stem)
+        except (OSError, KeyError):
+            continue  # no mask, or an unreadable one: not made by this run
+    return made
+
+
+def summarise_day(
+    products: list[str],
+    run: DayRun,
+    *,
+    model_version: str | None = None,
+    model_sha256: str | None = None,
+    sst: dict | None = None,
+    failed_stages: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> dict:
+    """What the run's products became (from the files on disk) and what failed; written as the day's summary.
+
+    ``masked`` counts only masks made by the run's model (``model_sha256``): never one left by an earlier run
+    with another model. ``sst`` is the comparison this run made, if it made one.
+    """
     from cloud_tasks.convert import existing_output
 
-    hdf, masks = run.data.hdf(run.day), run.data.masks(run.day)
-    converted, masked, failed = dict.fromkeys(SPLITS, 0), 0, []
+    hdf = run.data.hdf(run.day)
+    converted, failed, day_products = dict.fromkeys(SPLITS, 0), [], []
     for product in products:
         stem = ProductName.parse(product).stem
         output = existing_output(hdf, stem)
@@ -229,51 +126,101 @@ def summarise_day(products: list[str], run: DayRun) -> dict:
             failed.append(stem)
             continue
         converted[output.parent.name] += 1
-        masked += masks.mask(stem).exists()
-    sst_summary = run.data.sst(run.day).summary
+        if output.parent.name == DAY_SPLIT:
+            day_products.append(stem)
+    masked = masks_made_by(run, day_products, model_sha256)
     summary = {
         "date": run.day.isoformat(),
         "products": len(products),
         "converted": converted,
-        "masked": masked,
+        "masked": len(masked),
         "failed": failed,
-        "model": str(run.data.model(run.day).folder),
-        "masks": str(masks.folder),
-        "sst": json.loads(sst_summary.read_text()) if sst_summary.exists() else None,
+        "failed_stages": failed_stages or {},
+        "model": {"version": model_version, "sha256": model_sha256} if model_sha256 else None,
+        "masks": str(run.data.masks(run.day).folder),
+        "sst": sst,
+        "notes": notes or [],
     }
     write_json(run.data.summary(run.day), summary)
     log.info(
-        "%s: %d products, converted %s, masked %d, failed %d", run.day, len(products), converted, masked, len(failed)
+        "%s: %d products, converted %s, masked %d with model %s, failed %d, failed stages %s",
+        run.day,
+        len(products),
+        converted,
+        len(masked),
+        model_version,
+        len(failed),
+        failed_stages or "none",
     )
     return summary
+
+
+def write_training_lists(plan: TrainingPlan) -> dict[str, int]:
+    """Write the file lists of a training run's converted day products: ``train`` and (by day) ``holdout``.
+
+    Only the plan's own products are listed, whatever else the day folders hold. Returns the counts.
+    """
+    holdout_days = set(plan.holdout_days())
+    lists: dict[str, list[str]] = {"train": [], "holdout": []}
+    for day, zips in plan.products.items():
+        run = DayRun.of(day, plan.data.root)
+        for stem in sorted(ProductName.parse(z).stem for z in zips):
+            path = converted_path(run.data.hdf(run.day), DAY_SPLIT, stem)
+            if path.is_file():
+                lists["holdout" if day in holdout_days else "train"].append(str(path))
+    if not lists["train"]:
+        raise CloudTasksError(f"no day product of {plan.start}..{plan.end} converted: nothing to train on")
+    for kind, paths in lists.items():
+        if kind == "train" or holdout_days:
+            with atomic_file(plan.data.registry.training_list(plan.key, kind)) as tmp:
+                tmp.write_text("".join(f"{p}\n" for p in paths))
+    return {kind: len(paths) for kind, paths in lists.items()}
+
+
+def convert_period(chunks: list[dict], data_root: str | Path) -> None:
+    """Extract and convert chunks of products one after the other (the ``pipeline`` command's way)."""
+    for chunk in chunks:
+        run = DayRun.of(chunk["day"], data_root)
+        extract_chunk(chunk["products"], run)
+        convert_chunk(chunk["products"], run)
 
 
 def run_sample_pipeline(
     workdir: str | Path, *, day: dt.date, n_products: int, grid: str, seed: int, options: TrainOptions
 ) -> dict:
-    """Every stage in one process over a generated sample archive, as the DAG runs them; returns the summary."""
+    """The product flow in one process over a generated sample archive, as the DAGs run it: train a first
+    model on the day, register and promote it, mask the day with the production model; returns the summary."""
+    from cloud_tasks.planning import plan_training
+    from cloud_tasks.registry import ModelRegistry
     from cloud_tasks.sample import make_sample_archive
 
     workdir = Path(workdir)
-    archive = workdir / "archive"
-    make_sample_archive(archive, day, n_products, grid=grid, seed=seed)
-    params = {"archive_root": str(archive), "date": day.isoformat(), "data_root": str(workdir / "data")}
-    plan = plan_run(params | options.as_dict())
-    for chunk in chunk_products(list(plan.products), DEFAULT_CHUNK_SIZE):
-        extract_chunk(chunk, plan.run)
-        convert_chunk(chunk, plan.run)
-    run_ml_step(plan.train_arguments)
+    make_sample_archive(workdir / "archive", day, n_products, grid=grid, seed=seed)
+    params = {"archive_root": str(workdir / "archive"), "data_root": str(workdir / "data")}
+    period = {"start": day.isoformat(), "end": (day + dt.timedelta(days=1)).isoformat()}
+    training = plan_training(params | period | options.as_dict())
+    convert_period(chunk_products(training.products, DEFAULT_CHUNK_SIZE), training.data.root)
+    write_training_lists(training)
+    run_ml_step(training.train_arguments)
+    run_ml_step(training.register_arguments)
+    registry = ModelRegistry(training.data.root)
+    version = next(v for v in registry.versions() if v.info.get("key") == training.key)
+    if registry.production_name() is None:
+        registry.promote(version.name, reason="first model of the sample pipeline")
+    plan = plan_day(params | {"date": day.isoformat()})
     run_ml_step(plan.inference_arguments)
-    compare_day(plan.run, plan.matchups)
-    return summarise_day(list(plan.products), plan.run)
+    sst = compare_day(plan.run, plan.matchups)
+    return summarise_day(
+        list(plan.products), plan.run, model_version=plan.model_version, model_sha256=plan.model_sha256, sst=sst
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pipeline",
-        help="run every stage on a generated sample archive (no Airflow)",
-        description="Generate a sample archive in WORKDIR/archive and run extract, convert-hdf, train, "
-        "inference and sst-comp over it, with outputs under WORKDIR/data.",
+        help="run the whole product flow on a generated sample archive (no Airflow)",
+        description="Generate a sample archive in WORKDIR/archive, train a first model on its day, register and "
+        "promote it, then mask the day with it and compare with SST match-ups; outputs under WORKDIR/data.",
     )
     parser.add_argument("workdir", type=Path, metavar="WORKDIR")
     parser.add_argument("--date", type=dt.date.fromisoformat, default=dt.date(2024, 6, 1))

@@ -183,7 +183,7 @@ def register(subparsers) -> None:
     add.add_argument("training", metavar="TRAINING_DIR", help="the training run's output folder")
     add.add_argument("--key", required=True, help="the run's key: registering the same key again is a no-op")
     add.add_argument("--inputs", nargs="+", required=True, metavar="HDF", help="the training inputs")
-    add.add_argument("--holdout", nargs="*", metavar="HDF", help="held-out products (default: training's test set)")
+    add.add_argument("--holdout", nargs="+", metavar="HDF", help="held-out products (default: training's test set)")
     add.add_argument("--start", default=None, help="training period start (recorded)")
     add.add_argument("--end", default=None, help="training period end, exclusive (recorded)")
     parser.set_defaults(func=run_cli)
@@ -213,9 +213,10 @@ def run_cli(args) -> None:
 
 def _register_cli(args) -> None:
     from cloud_tasks.ml.registration import held_out, register_training
+    from cloud_tasks.paths import expand_inputs
 
     training = ModelFiles(args.training)
-    holdout = [Path(p) for p in args.holdout] if args.holdout else held_out(training, args.inputs)
+    holdout = expand_inputs(args.holdout, ".h5") if args.holdout else held_out(training, args.inputs)
     period = {key: value for key, value in (("start", args.start), ("end", args.end)) if value}
     version = register_training(args.data_root, training, key=args.key, holdout=holdout, period=period)
     print(version.name)

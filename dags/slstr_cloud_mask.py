@@ -1,31 +1,33 @@
 """
-### SLSTR cloud masks
+### SLSTR cloud masks, daily
 
-Turns a day of Sentinel-3 SLSTR L1 RBT products from a CEDA-like archive into U-Net cloud
-masks, and checks them against SST buoy match-ups (the STFC e2e benchmark, case 2).
+Masks each day of Sentinel-3 SLSTR L1 RBT products from a CEDA-like archive with the **production
+model** of the model registry (trained and registered by `slstr_train_model`, promoted by a person),
+and checks the masks against SST buoy match-ups.
 
-**Stages:** `plan` (the day's products and the ML commands) -> `make_chunks` -> per chunk of products
-(mapped): `extract` -> `convert` (NetCDF -> HDF5) -> `train` (U-Net) -> `inference` (masks + quicklooks) ->
-`sst_comparison` -> `summary`.
+**Stages:** `plan` (waits for the day's products; decides the model) -> per chunk of products (mapped,
+labelled with the day and product): `extract` -> `convert` (NetCDF -> HDF5) -> `converted` -> `mask`
+(inference with the model) -> `sst_comparison` -> `summary`.
 
-**Which products:** each scheduled or backfilled run takes the products whose sensing start lies
-in its data interval (one UTC day). A manual run uses, in this order, the `file_list` param,
-the `date` param, or its data interval.
+**Which day:** a scheduled or backfill run processes its own data interval (one UTC day); a `date` in
+its conf naming another day is refused. A manual run takes the `date` param (or the `file_list`), else
+the day of its logical date. Each mapped instance's label starts with the day.
 
-**Where outputs land** (keyed by date and product, never by run id, so re-runs and backfills
-reuse finished work): `<data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5`,
-`<data_root>/models/YYYY/MM/DD/`, `<data_root>/masks/YYYY/MM/DD/<product>.{h5,png}`,
-`<data_root>/sst/YYYY/MM/DD/summary.json`, `<data_root>/summaries/YYYY-MM-DD.json`.
+**Late data:** `plan` waits for the day's first products (rescheduling itself: no worker slot held) up
+to `CLOUD_TASKS_PRODUCT_WAIT_HOURS` (deployment setting), then ends the run with one message.
 
-**Failure policy:** a bad product (corrupt zip, broken NetCDF) fails only its own mapped
-`extract`/`convert` instance, after its retries, and the instance stays red in the grid. The
-other products are still converted, and `train`, `inference`, `sst_comparison` and `summary` run
-on every product that converted (they run when all chunks are done, whatever their state).
-`summary` writes the day's summary, listing the failed products, and then fails without retry,
-so the run ends *failed* and the bad product is not missed.
+**Which model:** the `model` param: `production` (default) or a version (`v3`). Masks record the
+version and its SHA-256; a mask made by another version is made again, one made by the same kept. With
+no production model yet, `mask` is skipped with that message and the summary says so.
 
-**Runners:** `train` and `inference` run the `cloud_tasks` CLI in the GPU image through Docker
-(`runner=docker`, pool `gpu`) or as a local process (`runner=local`), with the same command.
+**Failure policy:** a bad product fails its own `extract`/`convert` instance at once (no retry: a
+retry cannot fix a corrupt file); transient faults are retried with a bounded back-off. The other
+products go on. `summary` always runs, writes the day's summary (what was converted and masked by
+this run's model, each failed stage and product) and fails when anything failed, so the run's state
+is the truth. After fixing an input, clear the failed instances: `converted` and everything after
+them wait for the re-run.
+
+**Outputs** (keyed by date and product, never by run id): see `cloud_tasks/layout.py`.
 """
 
 from __future__ import annotations
@@ -33,88 +35,57 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, get_current_context, task, task_group
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 
-from cloud_tasks.ml.options import TrainOptions
-from cloud_tasks.operators import DEFAULT_IMAGE, CloudTasksOperator
-from cloud_tasks.pipeline import DEFAULT_CHUNK_SIZE
+from cloud_tasks.dag_parts import (
+    CONVERTED,
+    DEFAULT_ARGS,
+    MASKS,
+    SCIENCE,
+    SST,
+    emit,
+    missions_param,
+    ml_step_settings,
+    operation_params,
+    process_chunk,
+)
+from cloud_tasks.operators import CloudTasksOperator
+from cloud_tasks.registry import MODEL_NAME_PATTERN, PRODUCTION
 
-CONVERTED = Asset("slstr_converted_hdf")
-MODELS = Asset("slstr_cloud_models")
-MASKS = Asset("slstr_cloud_masks")
-SST = Asset("slstr_sst_comparison")
-
-DEFAULT_ARGS = {
-    "owner": "cloud-masking",
-    "retries": 2,
-    # A transient fault (NFS hiccup, killed worker) costs one retry; tests shorten the wait.
-    "retry_delay": dt.timedelta(seconds=float(os.environ.get("CLOUD_TASKS_RETRY_DELAY_SECONDS", "120"))),
-    "retry_exponential_backoff": True,
-}
-
-TRAIN_PARAMS = ("epochs", "batch_size", "label", "seed")  # the training options a run may choose
+PRODUCT_WAIT = dt.timedelta(hours=float(os.environ.get("CLOUD_TASKS_PRODUCT_WAIT_HOURS", "12")))
+POKE_INTERVAL = dt.timedelta(minutes=float(os.environ.get("CLOUD_TASKS_PRODUCT_POKE_MINUTES", "10")))
 
 PARAMS = {
-    "archive_root": Param(
-        os.environ.get("CLOUD_TASKS_ARCHIVE_ROOT", "/neodc"),
-        type="string",
-        pattern="^/",
-        description="Root of the CEDA-like archive, absolute (<root>/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD).",
-    ),
-    "missions": Param(
-        ["S3A", "S3B"],
-        type="array",
-        items={"type": "string", "enum": ["S3A", "S3B"]},
-        minItems=1,
-        uniqueItems=True,
-        description="Missions to process.",
-    ),
     "date": Param(
         None,
         type=["null", "string"],
         format="date",
-        description="Manual runs: the day (YYYY-MM-DD) to process instead of the data interval.",
+        section=SCIENCE,
+        description="Manual runs: the day (YYYY-MM-DD) to process (default: the day of the logical date).",
+    ),
+    "missions": missions_param(),
+    "model": Param(
+        PRODUCTION,
+        type="string",
+        pattern=MODEL_NAME_PATTERN,
+        section=SCIENCE,
+        description="The registered model that masks: 'production' or a version (v1, v2, ...).",
+    ),
+    "matchups": Param(
+        None,
+        type=["null", "string"],
+        pattern="^/",
+        section=SCIENCE,
+        description="SST match-up table; default <archive_root>/matchups/sst_matchups_YYYYMMDD.h5.",
     ),
     "file_list": Param(
         None,
         type=["null", "string"],
         pattern="^/",
-        description="Manual runs: a text file (absolute path) listing product zips, one per line (the seed's way).",
+        section=SCIENCE,
+        description="Manual runs: a text file listing product zips, one per line (instead of the archive's day).",
     ),
-    "data_root": Param(
-        os.environ.get("CLOUD_TASKS_DATA_ROOT", "/opt/airflow/data"),
-        type="string",
-        pattern="^/",
-        description="Absolute path where every stage writes its outputs (must be visible to the ML containers).",
-    ),
-    "train": Param(True, type="boolean", description="Train a model on the day's products (else use model_path)."),
-    "model_path": Param(
-        None, type=["null", "string"], pattern="^/", description="Existing model.keras used when train is off."
-    ),
-    # training options: names, defaults, bounds and help from cloud_tasks.ml.options, as the `train` CLI's
-    **{name: Param(TrainOptions.default(name), **TrainOptions.json_schema(name)) for name in TRAIN_PARAMS},
-    "matchups": Param(
-        None,
-        type=["null", "string"],
-        pattern="^/",
-        description="SST match-up table; default <archive_root>/matchups/sst_matchups_YYYYMMDD.h5.",
-    ),
-    "runner": Param(
-        os.environ.get("CLOUD_TASKS_RUNNER", "docker"),
-        type="string",
-        enum=["docker", "local"],
-        description="Run train/inference in the GPU image (docker) or as a local process.",
-    ),
-    "gpu": Param(True, type="boolean", description="Give the ML containers the host's GPUs."),
-    "image": Param(os.environ.get("CLOUD_TASKS_IMAGE", DEFAULT_IMAGE), type="string", description="The ML image."),
-    "chunk_size": Param(
-        DEFAULT_CHUNK_SIZE,
-        type="integer",
-        minimum=1,
-        maximum=1000,
-        description="Products per mapped convert instance (at least).",
-    ),
-    "keep_extracted": Param(False, type="boolean", description="Keep extracted .SEN3 folders after conversion."),
+    **operation_params(),
 }
 
 
@@ -129,111 +100,68 @@ PARAMS = {
     doc_md=__doc__,
 )
 def slstr_cloud_mask():
-    @task(multiple_outputs=True)
-    def plan() -> dict:
-        """Plan the run: its day and products, the commands of the ML stages and what they read."""
-        from cloud_tasks.pipeline import plan_run
+    @task.sensor(poke_interval=POKE_INTERVAL, timeout=PRODUCT_WAIT * 2, mode="reschedule")
+    def plan() -> PokeReturnValue:
+        """Plan the run (its day, products and model); wait, rescheduling, until the day has products."""
+        from cloud_tasks.dag_parts import plan_or_fail
 
-        context = get_current_context()
-        return plan_run(
-            context["params"],
-            data_interval_start=context.get("data_interval_start"),
-            data_interval_end=context.get("data_interval_end"),
-        ).as_xcom()
-
-    @task_group
-    def process_chunk(chunk: list[str], day: str, data_root: str):
-        """Extract and convert one chunk of products."""
-
-        @task(map_index_template="{{ chunk_label }}")
-        def extract(chunk: list[str], day: str, data_root: str) -> list[str]:
-            """Unzip the chunk's products (skipping those already converted)."""
-            from cloud_tasks.pipeline import DayRun, chunk_label, extract_chunk
-
-            get_current_context()["chunk_label"] = chunk_label(chunk)
-            return extract_chunk(chunk, DayRun.of(day, data_root))
-
-        @task(map_index_template="{{ chunk_label }}", trigger_rule="all_done", outlets=[CONVERTED])
-        def convert(chunk: list[str], day: str, data_root: str) -> list[str]:
-            """Convert the chunk's extracted products to HDF5; runs even if some extractions failed."""
-            from cloud_tasks.pipeline import DayRun, chunk_label, convert_chunk
-
-            context = get_current_context()
-            context["chunk_label"] = chunk_label(chunk)
-            run = DayRun.of(day, data_root)
-            return convert_chunk(chunk, run, keep_extracted=context["params"]["keep_extracted"])
-
-        extract(chunk, day, data_root) >> convert(chunk, day, data_root)
+        return plan_or_fail(get_current_context(), PRODUCT_WAIT)
 
     @task
-    def make_chunks(products: list[str]) -> list[list[str]]:
+    def make_chunks(plan: dict) -> list[dict]:
         """Group the products so that a run maps at most a few hundred instances (~2000 products a day)."""
-        from cloud_tasks.pipeline import chunk_products
+        from cloud_tasks.planning import chunk_products
 
-        return chunk_products(products, get_current_context()["params"]["chunk_size"])
+        chunks = chunk_products({plan["day"]: plan["products"]}, get_current_context()["params"]["chunk_size"])
+        return [{**chunk, "data_root": plan["data_root"]} for chunk in chunks]
+
+    @task(outlets=[CONVERTED], multiple_outputs=True, trigger_rule="all_done_min_one_success")
+    def converted(plan: dict) -> dict:
+        """Conversion of the day done (one asset event per run, with the day): what the mask step will do."""
+        from cloud_tasks.dag_parts import mask_step
+
+        step = mask_step(plan)
+        emit(get_current_context(), CONVERTED, day=plan["day"], day_products=step["day_products"])
+        return step
 
     planned = plan()
-    chunks = process_chunk.partial(day=planned["day"], data_root=planned["data_root"]).expand(
-        chunk=make_chunks(planned["products"])
-    )
-
-    ml_step = {
-        "runner": "{{ params.runner }}",
-        "gpu": "{{ params.gpu }}",
-        "image": "{{ params.image }}",
-        "data_root": planned["data_root"],
-        "pool": "gpu",
-        "execution_timeout": dt.timedelta(hours=12),
-    }
-    train = CloudTasksOperator(
-        task_id="train",
-        arguments=planned["train_arguments"],
-        read_only_mounts=planned["train_inputs"],
-        trigger_rule="all_done",  # train on whatever converted, even if some products failed
-        outlets=[MODELS],
-        doc_md="Train the U-Net on the day's converted day-time products (skipped when `train` is off).",
-        **ml_step,
-    )
-    inference = CloudTasksOperator(
-        task_id="inference",
-        arguments=planned["inference_arguments"],
-        read_only_mounts=planned["inference_inputs"],
-        trigger_rule="none_failed",  # runs after training, or with model_path when training is skipped
+    chunks = process_chunk.expand(chunk=make_chunks(planned))
+    done = converted(planned)
+    mask = CloudTasksOperator(
+        task_id="mask",
+        arguments=done["arguments"],
+        read_only_mounts=done["read_only_mounts"],
+        skip_reason=done["skip_reason"],
+        event=done["event"],
         outlets=[MASKS],
-        doc_md="Write a cloud mask and a quicklook per day-time product.",
-        **ml_step,
+        doc_md="Mask every day-time product with the plan's registered model (a cloud mask and a quicklook each).",
+        **ml_step_settings(done["data_root"]),
     )
 
     @task(outlets=[SST])
-    def sst_comparison(day: str, data_root: str, matchups: str) -> dict:
+    def sst_comparison(plan: dict) -> dict | None:
         """Compare the model mask and the Bayesian mask against SST match-ups (median, robust SD)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from cloud_tasks.pipeline import DayRun, compare_day
+        from cloud_tasks.pipeline import compare_day
+        from cloud_tasks.planning import DayRun
 
-        result = compare_day(DayRun.of(day, data_root), matchups)
+        result = compare_day(DayRun.of(plan["day"], plan["data_root"]), plan["matchups"])
         if result is None:
-            raise AirflowSkipException(f"no SST match-up table at {matchups}")
+            raise AirflowSkipException(f"no SST match-up table at {plan['matchups']}")
+        emit(get_current_context(), SST, day=plan["day"])
         return result
 
-    @task(trigger_rule="all_done")
-    def summary(planned_products: list[str], day: str, data_root: str) -> dict:
-        """Write and log the run summary: products converted, masked and failed, SST statistics."""
-        from airflow.sdk.exceptions import AirflowFailException
+    @task(trigger_rule="all_done", retries=0)
+    def summary(plan: dict, sst: dict | None) -> dict:
+        """Write the day's summary (what this run converted and masked, what failed); fail if anything failed."""
+        from cloud_tasks.dag_parts import finish_day
 
-        from cloud_tasks.pipeline import DayRun, summarise_day
+        return finish_day(get_current_context(), plan, sst)
 
-        if day is None:  # a skip would end the run green although nothing was processed
-            raise AirflowFailException("plan failed (see its log): no products to summarise")
-        result = summarise_day(planned_products, DayRun.of(day, data_root))
-        if result["failed"]:
-            # the summary is written; failing here (without retries) marks the whole run failed
-            raise AirflowFailException(f"{len(result['failed'])} product(s) failed: {', '.join(result['failed'])}")
-        return result
-
-    sst = sst_comparison(planned["day"], planned["data_root"], planned["matchups"])
-    chunks >> train >> inference >> sst
-    sst >> summary(planned["products"], planned["day"], planned["data_root"])
+    sst = sst_comparison(planned)
+    chunks >> done >> mask >> sst
+    summary(planned, sst)
 
 
 slstr_cloud_mask()

@@ -1,0 +1,250 @@
+"""What the two DAGs share (needs the ``airflow`` extra): operations Params, retry policy, the mapped
+extract -> convert task group, the ML step settings and the end-of-run check that makes a run's state
+tell the truth. Light at import (``airflow.sdk`` only): the DAG files import it at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import Asset, Param, get_current_context, task, task_group
+
+from cloud_tasks.operators import DEFAULT_IMAGE
+from cloud_tasks.planning import DEFAULT_CHUNK_SIZE
+
+SCIENCE, OPERATIONS = "Science: what to process", "Operations: where and how it runs"
+CONVERTED = Asset("slstr_converted_hdf")
+MODELS = Asset("slstr_cloud_models")
+MASKS = Asset("slstr_cloud_masks")
+SST = Asset("slstr_sst_comparison")
+GPU_POOL = "gpu"
+FAILED_STATES = ("failed", "upstream_failed")
+
+# A transient fault (NFS hiccup, killed worker) costs a retry, with a bounded back-off; bad input fails
+# at once (AirflowFailException). Tests shorten the wait.
+DEFAULT_ARGS = {
+    "owner": "cloud-masking",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=float(os.environ.get("CLOUD_TASKS_RETRY_DELAY_SECONDS", "120"))),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=float(os.environ.get("CLOUD_TASKS_MAX_RETRY_DELAY_MINUTES", "15"))),
+}
+
+
+def operation_params() -> dict[str, Param]:
+    """Where the data is and how the steps run: the deployment's defaults, in the trigger form's Operations."""
+    return {
+        "archive_root": Param(
+            os.environ.get("CLOUD_TASKS_ARCHIVE_ROOT", "/neodc"),
+            type="string",
+            pattern="^/",
+            section=OPERATIONS,
+            description="Root of the CEDA-like archive (<root>/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD).",
+        ),
+        "data_root": Param(
+            os.environ.get("CLOUD_TASKS_DATA_ROOT", "/opt/airflow/data"),
+            type="string",
+            pattern="^/",
+            section=OPERATIONS,
+            description="Where every stage writes its outputs (must be visible to the ML containers).",
+        ),
+        "runner": Param(
+            os.environ.get("CLOUD_TASKS_RUNNER", "docker"),
+            type="string",
+            enum=["docker", "local"],
+            section=OPERATIONS,
+            description="Run the ML steps in the GPU image (docker) or as a local process.",
+        ),
+        "gpu": Param(True, type="boolean", section=OPERATIONS, description="Give the ML containers the GPUs."),
+        "image": Param(
+            os.environ.get("CLOUD_TASKS_IMAGE", DEFAULT_IMAGE),
+            type="string",
+            section=OPERATIONS,
+            description="ML image.",
+        ),
+        "chunk_size": Param(
+            DEFAULT_CHUNK_SIZE,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            section=OPERATIONS,
+            description="Products per mapped extract/convert instance (at least).",
+        ),
+        "keep_extracted": Param(
+            False, type="boolean", section=OPERATIONS, description="Keep extracted .SEN3 folders after conversion."
+        ),
+    }
+
+
+def missions_param() -> Param:
+    return Param(
+        ["S3A", "S3B"],
+        type="array",
+        items={"type": "string", "enum": ["S3A", "S3B"]},
+        minItems=1,
+        uniqueItems=True,
+        section=SCIENCE,
+        description="Missions to process.",
+    )
+
+
+def ml_step_settings(data_root) -> dict:
+    """What every ML step of both DAGs shares: the runner's Params, the GPU pool, a generous time limit."""
+    return {
+        "runner": "{{ params.runner }}",
+        "gpu": "{{ params.gpu }}",
+        "image": "{{ params.image }}",
+        "data_root": data_root,
+        "pool": GPU_POOL,
+        "execution_timeout": dt.timedelta(hours=12),
+    }
+
+
+def _fail_on_bad_input(exc: Exception) -> None:
+    """Bad products fail their instance at once (a retry cannot fix a corrupt file); other faults retry."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cloud_tasks.errors import BatchFailures, DiskFullError, InputError
+
+    if isinstance(exc, BatchFailures) and not any(isinstance(f, DiskFullError) for f in exc.failures):
+        raise AirflowFailException(str(exc)) from exc
+    if isinstance(exc, InputError):
+        raise AirflowFailException(str(exc)) from exc
+
+
+@task_group
+def process_chunk(chunk: dict):
+    """Extract and convert one chunk of products (``{"day", "products", "data_root"}``)."""
+
+    @task(map_index_template="{{ chunk_label }}")
+    def extract(chunk: dict) -> list[str]:
+        """Unzip the chunk's products (skipping those already converted)."""
+        from cloud_tasks.pipeline import extract_chunk
+        from cloud_tasks.planning import DayRun, chunk_label
+
+        get_current_context()["chunk_label"] = chunk_label(chunk)
+        try:
+            return extract_chunk(chunk["products"], DayRun.of(chunk["day"], chunk["data_root"]))
+        except Exception as exc:
+            _fail_on_bad_input(exc)
+            raise
+
+    @task(map_index_template="{{ chunk_label }}", trigger_rule="all_done")
+    def convert(chunk: dict) -> list[str]:
+        """Convert the chunk's extracted products to HDF5; runs even if some extractions failed."""
+        from cloud_tasks.pipeline import convert_chunk
+        from cloud_tasks.planning import DayRun, chunk_label
+
+        context = get_current_context()
+        context["chunk_label"] = chunk_label(chunk)
+        run = DayRun.of(chunk["day"], chunk["data_root"])
+        try:
+            return convert_chunk(chunk["products"], run, keep_extracted=context["params"]["keep_extracted"])
+        except Exception as exc:
+            _fail_on_bad_input(exc)
+            raise
+
+    extract(chunk) >> convert(chunk)
+
+
+def failed_stages(context) -> dict[str, str]:
+    """This run's task instances that failed or could not run because of a failure: label -> state."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return {name: state for name, state in sorted(states.items()) if state in FAILED_STATES and name != ti.task_id}
+
+
+def emit(context, asset: Asset, **extra) -> None:
+    """Describe this stage's one asset event of the run (the day it concerns, counts)."""
+    context["outlet_events"][asset].extra = extra
+
+
+def _run_type(dag_run) -> str | None:
+    run_type = getattr(dag_run, "run_type", None)
+    return getattr(run_type, "value", run_type)
+
+
+def plan_or_fail(context, wait: dt.timedelta):
+    """The daily run's plan once its day has products; a plan that cannot be made fails at once (no retry);
+    no products after ``wait`` since the run started ends the run with one message."""
+    import logging
+
+    from airflow.sdk import PokeReturnValue
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cloud_tasks.errors import CloudTasksError
+    from cloud_tasks.planning import plan_day
+
+    dag_run = context["dag_run"]
+    interval = (context.get("data_interval_start"), context.get("data_interval_end"))
+    try:
+        plan = plan_day(
+            context["params"],
+            run_type=_run_type(dag_run),
+            logical_date=context.get("logical_date"),
+            data_interval=interval,
+        )
+    except CloudTasksError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    if plan.products:
+        return PokeReturnValue(is_done=True, xcom_value=plan.as_xcom())
+    started = dag_run.start_date or dt.datetime.now(dt.UTC)
+    waited = dt.datetime.now(dt.UTC) - started
+    where = context["params"].get("file_list") or context["params"]["archive_root"]
+    if waited >= wait:
+        raise AirflowFailException(
+            f"no SLSTR product of {plan.run.day} in {where} after waiting {waited} (the limit is {wait}): "
+            "nothing to process; run the day again once its products have arrived"
+        )
+    logging.getLogger(__name__).info(
+        "no SLSTR product of %s in %s yet: waiting (%s so far)", plan.run.day, where, waited
+    )
+    return PokeReturnValue(is_done=False)
+
+
+def mask_step(plan: dict) -> dict:
+    """The mask step's settings once conversion is done: no arguments (skipped, with the reason) when the day
+    has no day-time product or there is no model."""
+    from cloud_tasks.layout import HDF_SUFFIX, DataRoot
+
+    day_folder = DataRoot(plan["data_root"]).hdf_split(dt.date.fromisoformat(plan["day"]))
+    day_products = len(list(day_folder.glob(f"*{HDF_SUFFIX}")))
+    reason = plan["skip_reason"] or ("" if day_products else f"{plan['day']}: no day-time product to mask")
+    return {
+        "day_products": day_products,
+        "data_root": plan["data_root"],
+        "arguments": [] if reason else plan["inference_arguments"],
+        "read_only_mounts": [] if reason else plan["inference_inputs"],
+        "skip_reason": reason,
+        "event": {"day": plan["day"], "model_version": plan["model_version"]},
+    }
+
+
+def finish_day(context, plan: dict | None, sst: dict | None) -> dict:
+    """Write the day's summary from what is on disk and what failed; fail the run when anything failed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cloud_tasks.pipeline import summarise_day
+    from cloud_tasks.planning import DayRun
+
+    failures = failed_stages(context)
+    if not plan:
+        raise AirflowFailException(f"the run was not planned (see the `plan` task's log); failed: {failures}")
+    summary = summarise_day(
+        plan["products"],
+        DayRun.of(plan["day"], plan["data_root"]),
+        model_version=plan["model_version"],
+        model_sha256=plan["model_sha256"],
+        sst=sst,
+        failed_stages=failures,
+        notes=[plan["skip_reason"]] if plan["skip_reason"] else [],
+    )
+    problems = []
+    if summary["failed"]:
+        problems.append(f"{len(summary['failed'])} product(s) failed: {', '.join(summary['failed'])}")
+    if failures:
+        problems.append(f"failed stages: {', '.join(f'{name} ({state})' for name, state in failures.items())}")
+    if problems:
+        raise AirflowFailException("; ".join(problems))
+    return summary
