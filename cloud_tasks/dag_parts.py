@@ -248,3 +248,16 @@ def finish_day(context, plan: dict | None, sst: dict | None) -> dict:
     if problems:
         raise AirflowFailException("; ".join(problems))
     return summary
+
+
+def training_report(plan: dict) -> dict:
+    """The registered version's held-out scores beside the production model's (logged as a table)."""
+    import logging
+
+    from cloud_tasks.registry import ModelRegistry
+
+    registry = ModelRegistry(plan["data_root"])
+    version = next(v for v in registry.versions() if v.info.get("key") == plan["key"])
+    card, production = version.files.card.read_text(), registry.production_name()
+    logging.getLogger(__name__).info("registered %s (production: %s)\n%s", version.name, production, card)
+    return {"version": version.name, "production": production, "model_card": str(version.files.card)}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from cloud_tasks.atomic import atomic_file, write_json
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.layout import DAY_SPLIT, SPLITS, converted_path
+from cloud_tasks.layout import DAY_SPLIT, SPLITS, DataRoot, converted_path
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.naming import ProductName
-from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, DayRun, TrainingPlan, chunk_products, plan_day
+from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, DayRun, chunk_products, plan_day
 
 log = logging.getLogger(__name__)
 
@@ -155,24 +155,31 @@ def summarise_day(
     return summary
 
 
-def write_training_lists(plan: TrainingPlan) -> dict[str, int]:
+def write_training_lists(
+    data_root: str | Path, key: str, by_day: dict[str, list[str]], holdout_days: list[str]
+) -> dict:
     """Write the file lists of a training run's converted day products: ``train`` and (by day) ``holdout``.
 
-    Only the plan's own products are listed, whatever else the day folders hold. Returns the counts.
+    Only the run's own products (``by_day``: day -> zips) are listed, whatever else the day folders hold.
+    Returns the counts.
     """
-    holdout_days = set(plan.holdout_days())
+    registry = DataRoot(data_root).registry
     lists: dict[str, list[str]] = {"train": [], "holdout": []}
-    for day, zips in plan.products.items():
-        run = DayRun.of(day, plan.data.root)
+    for day, zips in by_day.items():
+        run = DayRun.of(day, data_root)
         for stem in sorted(ProductName.parse(z).stem for z in zips):
             path = converted_path(run.data.hdf(run.day), DAY_SPLIT, stem)
             if path.is_file():
                 lists["holdout" if day in holdout_days else "train"].append(str(path))
     if not lists["train"]:
-        raise CloudTasksError(f"no day product of {plan.start}..{plan.end} converted: nothing to train on")
+        raise CloudTasksError(
+            f"{registry.folder}: no day-time product of {sorted(by_day)} converted: nothing to train on"
+        )
+    if holdout_days and not lists["holdout"]:
+        raise CloudTasksError(f"{registry.folder}: no day-time product of the held-out day(s) {holdout_days} converted")
     for kind, paths in lists.items():
         if kind == "train" or holdout_days:
-            with atomic_file(plan.data.registry.training_list(plan.key, kind)) as tmp:
+            with atomic_file(registry.training_list(key, kind)) as tmp:
                 tmp.write_text("".join(f"{p}\n" for p in paths))
     return {kind: len(paths) for kind, paths in lists.items()}
 
@@ -200,7 +207,7 @@ def run_sample_pipeline(
     period = {"start": day.isoformat(), "end": (day + dt.timedelta(days=1)).isoformat()}
     training = plan_training(params | period | options.as_dict())
     convert_period(chunk_products(training.products, DEFAULT_CHUNK_SIZE), training.data.root)
-    write_training_lists(training)
+    write_training_lists(training.data.root, training.key, training.products, training.holdout_days())
     run_ml_step(training.train_arguments)
     run_ml_step(training.register_arguments)
     registry = ModelRegistry(training.data.root)
