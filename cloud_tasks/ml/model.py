@@ -1,8 +1,10 @@
-"""The reference's U-Net, its masked loss and accuracy, device set-up and model files.
+"""The reference's U-Net, its masked loss and accuracy, precision, device set-up and model files.
 
 The loss and metric are written with ``keras.ops`` only, so they work on any Keras backend, and are
 registered as serializable so that ``keras.models.load_model`` restores a compiled model. Both take
-the targets ``y_true`` of ``data.py``: channel 0 the label, channel 1 the pixel weight.
+the targets ``y_true`` of ``data.py``: channel 0 the label, channel 1 the pixel weight. Under a mixed
+precision policy the layers compute in bfloat16/float16, but the sigmoid head, the loss and the metric
+stay in float32: a probability near 0 or 1 and a sum over a whole batch need float32's precision.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ import keras
 from keras import layers, ops
 
 from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import InputError
+from cloud_tasks.errors import CloudTasksError, InputError
+from cloud_tasks.hdf import N_CHANNELS
+from cloud_tasks.ml.options import PRECISIONS
 
-N_CHANNELS = 9
-DEPTH_MULTIPLE = 8  # three 2x2 poolings: spatial sizes must be multiples of 8
+# What the loss, the metric and the model's output are computed in, whatever the layers' policy.
+LOSS_DTYPE = "float32"
+
+
+def set_precision(policy: str) -> None:
+    """Set Keras's global dtype policy (one of ``PRECISIONS``) for the layers built from now on."""
+    if policy not in PRECISIONS:
+        raise CloudTasksError(f"precision must be one of {', '.join(PRECISIONS)}, not {policy!r}")
+    keras.config.set_dtype_policy(policy)
 
 
 def build_unet(
@@ -28,7 +39,7 @@ def build_unet(
 
     Each encoder level: two 3x3 conv + ReLU then 2x2 max-pooling; each decoder level: a 2x2
     transposed conv, concatenation with the encoder level's output, two 3x3 conv + ReLU; a 1x1
-    conv with a sigmoid gives the cloud probability.
+    conv with a sigmoid gives the cloud probability, in float32 whatever the dtype policy.
     """
     inputs = keras.Input(input_shape, name="channels")
     x, skips = inputs, []
@@ -40,7 +51,7 @@ def build_unet(
     for n, skip in zip(reversed(filters), reversed(skips), strict=True):
         x = layers.Conv2DTranspose(n, 2, strides=2, padding="same")(x)
         x = _conv_block(layers.Concatenate()([x, skip]), n)
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="cloud_probability")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="cloud_probability", dtype=LOSS_DTYPE)(x)
     return keras.Model(inputs, outputs, name="unet")
 
 
@@ -56,20 +67,27 @@ def compile_unet(
     learning_rate: float = 1e-3,
     clip_offset: int = 15,
     class_weights: tuple[float, float] = (1.0, 1.0),
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
-    """Compile with Adam, the masked loss and the masked pixel accuracy (the seed's set-up)."""
+    """Compile with Adam, the masked loss and the masked pixel accuracy (the seed's set-up).
+
+    ``jit_compile`` is Keras's: ``"auto"`` XLA-compiles the step where the backend and device favour it
+    (always under JAX, on a GPU under TensorFlow), ``True``/``False`` force it on or off. Under
+    ``mixed_float16`` Keras wraps the optimizer in a ``LossScaleOptimizer`` itself (its loss scaling).
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=MaskedBinaryCrossentropy(clip_offset=clip_offset, class_weights=class_weights),
         metrics=[MaskedAccuracy(clip_offset=clip_offset)],
+        jit_compile=jit_compile,
     )
     return model
 
 
-def _scored(y_true, y_pred, clip_offset: int, dtype):
-    """Labels, weights and probabilities inside the border of ``clip_offset`` pixels cut from every patch."""
-    y_true = ops.cast(y_true, dtype)
-    y_pred = ops.cast(y_pred, dtype)
+def _scored(y_true, y_pred, clip_offset: int):
+    """Labels, weights and probabilities (float32) inside the border of ``clip_offset`` pixels cut from every patch."""
+    y_true = ops.cast(y_true, LOSS_DTYPE)
+    y_pred = ops.cast(y_pred, LOSS_DTYPE)  # a no-op for this U-Net, whose head is float32
     if clip_offset:
         y_true = y_true[:, clip_offset:-clip_offset, clip_offset:-clip_offset]
         y_pred = y_pred[:, clip_offset:-clip_offset, clip_offset:-clip_offset]
@@ -86,12 +104,13 @@ class MaskedBinaryCrossentropy(keras.losses.Loss):
     """
 
     def __init__(self, clip_offset=15, class_weights=(1.0, 1.0), name="masked_bce", **kwargs):
+        kwargs["dtype"] = LOSS_DTYPE  # not the global policy's (a saved config may name another)
         super().__init__(name=name, **kwargs)
         self.clip_offset = int(clip_offset)
         self.class_weights = tuple(float(w) for w in class_weights)
 
     def call(self, y_true, y_pred):
-        labels, weights, probs = _scored(y_true, y_pred, self.clip_offset, self.dtype)
+        labels, weights, probs = _scored(y_true, y_pred, self.clip_offset)
         clear_weight, cloud_weight = self.class_weights
         weights = weights * (clear_weight + (cloud_weight - clear_weight) * labels)
         bce = ops.binary_crossentropy(labels, probs)
@@ -107,6 +126,7 @@ class MaskedAccuracy(keras.metrics.Metric):
     """Pixel accuracy of ``probability >= threshold`` over the pixels the loss scores (weighted)."""
 
     def __init__(self, clip_offset=15, threshold=0.5, name="accuracy", **kwargs):
+        kwargs["dtype"] = LOSS_DTYPE
         super().__init__(name=name, **kwargs)
         self.clip_offset = int(clip_offset)
         self.threshold = float(threshold)
@@ -115,9 +135,9 @@ class MaskedAccuracy(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Accumulate; ``sample_weight`` is unused (the weights travel in ``y_true``)."""
-        labels, weights, probs = _scored(y_true, y_pred, self.clip_offset, self.dtype)
-        predicted = ops.cast(ops.greater_equal(probs, self.threshold), self.dtype)
-        hits = ops.cast(ops.equal(predicted, labels), self.dtype)
+        labels, weights, probs = _scored(y_true, y_pred, self.clip_offset)
+        predicted = ops.cast(ops.greater_equal(probs, self.threshold), LOSS_DTYPE)
+        hits = ops.cast(ops.equal(predicted, labels), LOSS_DTYPE)
         self.correct.assign_add(ops.sum(hits * weights))
         self.total.assign_add(ops.sum(weights))
 
