@@ -1,11 +1,13 @@
-"""make-sample: synthetic SLSTR archives, completion of the real partial product, match-ups, CLI."""
+"""make-sample: synthetic SLSTR archives (grids, names, file contents, determinism) and their match-ups.
+
+The completion of the real partial product is tested in test_sample_complete.py, the command line in
+test_sample_cli.py; both use the NetCDF helpers of this module.
+"""
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
-import shutil
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 
 from cloud_tasks import sample
-from cloud_tasks.errors import InputError
+from cloud_tasks.layout import matchups_path
 from cloud_tasks.naming import ProductName
 
 DATE = dt.date(2024, 5, 1)
@@ -257,7 +259,7 @@ def test_same_seed_same_bytes_other_seed_differs_and_reruns_keep_zips(archive, t
 
 def test_matchups(archive, products, specs):
     out, _ = archive
-    table = pd.read_hdf(sample.matchup_path(out, DATE), "matchups")
+    table = pd.read_hdf(matchups_path(out, DATE), "matchups")
     assert tuple(table.columns) == sample.MATCHUP_COLUMNS
     g = sample.GRIDS["small"]
     for path, rows in table.groupby("cems_path"):
@@ -288,99 +290,3 @@ def test_matchups(archive, products, specs):
 
     clear = (table.pcloudn < 0.9) & (table.pcloudo < 0.9)
     assert robust_sd(diff[ok & clear]) < 0.6 < robust_sd(diff[ok])
-
-
-# --- completing the real product ----------------------------------------------------------------------------
-
-
-@needs_real
-def test_complete_product_on_a_copy_of_the_real_product(tmp_path):
-    source = next(REAL.glob("*.SEN3"))
-    product = Path(shutil.copytree(source, tmp_path / source.name))
-    for path in [product, *product.iterdir()]:
-        path.chmod(path.stat().st_mode | 0o200)
-    before = {p.name: p.read_bytes() for p in product.iterdir()}
-
-    written = sample.complete_product(product, seed=0)
-
-    assert sorted(p.name for p in written) == sorted(sample.COMPLETED_FILES)
-    assert {p.name: p.read_bytes() for p in product.iterdir() if p.name in before} == before
-    with netCDF4.Dataset(product / "S1_quality_an.nc") as quality:
-        expected = {k: quality.getncattr(k) for k in ("product_name", "track_offset", "start_offset", "start_time")}
-    for path in written:
-        with netCDF4.Dataset(path) as ds:
-            assert {k: ds.getncattr(k) for k in expected} == expected and ds.resolution == "[ 500 500 ]"
-    assert expected["track_offset"] == 1996 and expected["start_offset"] == 4081
-
-    sza = sza_on(product, (2396, 3000), "S1_radiance_an.nc")
-    for n in range(1, 7):
-        rad = read(product / f"S{n}_radiance_an.nc", f"S{n}_radiance_an")
-        assert rad.shape == (2396, 3000)
-        doubtful = np.abs(sza - 90) < 1e-6
-        assert np.array_equal(np.isnan(rad)[~doubtful], (sza >= 90)[~doubtful])
-        e0 = read(product / f"S{n}_quality_an.nc", f"S{n}_solar_irradiance_an")[0]
-        refl = np.pi * rad / (e0 * np.cos(np.radians(sza)))
-        lit = sza < 85  # nearer the terminator, packing quantisation dominates the tiny radiances
-        assert np.nanmin(refl[lit]) >= 0 and np.nanmax(refl[lit]) < 1.3
-
-    # Cold (cloudy) pixels are brighter in S1 than warm ones.
-    bt = read(product / "S8_BT_in.nc", "S8_BT_in")
-    refl = reflectance_1km(product, 1, bt.shape)
-    cold, warm = bt < np.nanpercentile(bt, 25), bt > np.nanpercentile(bt, 75)
-    assert np.nanmean(refl[cold]) > np.nanmean(refl[warm])
-
-    lat_an = read(product / "geodetic_an.nc", "latitude_an")
-    lat_tx = read(product / "geodetic_tx.nc", "latitude_tx")
-    assert lat_an.shape == (2396, 3000)
-    assert np.allclose(lat_an[::2, 1996], lat_tx[:, 64], atol=1e-5)  # an column 1996 lies on tie-point column 64
-
-    assert sample.complete_product(product) == []
-
-
-def test_complete_product_rejects_bad_input(tmp_path):
-    with pytest.raises(InputError):
-        sample.complete_product(tmp_path / "missing.SEN3")
-    (tmp_path / "empty.SEN3").mkdir()
-    with pytest.raises(InputError, match=r"flags_in\.nc"):
-        sample.complete_product(tmp_path / "empty.SEN3")
-
-
-# --- command line -------------------------------------------------------------------------------------------
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    sample.register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def test_cli_handler(tmp_path):
-    parser = make_parser()
-    args = parser.parse_args(
-        ["make-sample", str(tmp_path), "--date", "2024-05-02", "--products", "1", "--missions", "S3B", "--seed", "3"]
-    )
-    zips = args.func(args)
-    assert len(zips) == 1 and zips[0].is_file() and "/sentinel3b/data/SLSTR/L1_RBT/2024/05/02/" in str(zips[0])
-    assert sample.matchup_path(tmp_path, dt.date(2024, 5, 2)).is_file()
-
-    args = parser.parse_args(["make-sample", str(tmp_path)])
-    with pytest.raises(InputError, match="--date"):
-        args.func(args)
-    args = parser.parse_args(["make-sample", str(tmp_path / "x.SEN3"), "--complete"])
-    with pytest.raises(InputError):
-        args.func(args)
-    for bad in (["--missions", "S3C"], ["--date", "2024-13-01"], ["--grid", "huge"]):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["make-sample", str(tmp_path), *bad])
-
-
-def test_cli_main(tmp_path):
-    from cloud_tasks.cli import build_parser, main
-
-    try:
-        build_parser()
-    except (ImportError, AttributeError) as exc:  # another command module is not written yet
-        pytest.skip(f"cloud_tasks.cli cannot load every command: {exc}")
-    assert main(["make-sample", str(tmp_path), "--date", "2024-05-03", "--products", "1"]) == 0
-    assert len(list(tmp_path.rglob("*.zip"))) == 1
-    assert main(["make-sample", str(tmp_path / "none.SEN3"), "--complete"]) == 2

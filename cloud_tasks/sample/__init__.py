@@ -1,0 +1,55 @@
+"""Synthetic Sentinel-3 SLSTR L1 RBT products and SST match-ups: sample data for the whole pipeline.
+
+``python -m cloud_tasks make-sample OUT --date YYYY-MM-DD --products N [--missions S3A,S3B] [--grid small|full]``
+writes ``N`` zipped products in the CEDA layout (``OUT/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD/<name>.zip``)
+and the day's match-up table (``layout.matchups_path``: ``OUT/matchups/sst_matchups_YYYYMMDD.h5``).
+``python -m cloud_tasks make-sample PRODUCT.SEN3 --complete`` adds the files a partial real product lacks
+(``S1..S6_radiance_an.nc``, ``geodetic_an.nc``), consistent with the files it has.
+
+Generated products copy the real product's variable names, dtypes, dimensions, attributes, global
+attributes and compression (zlib level 2 + shuffle, one chunk per variable). The modules, each documenting
+its own decisions and simplifications:
+
+| module | what |
+|---|---|
+| ``grid`` | the 1 km, 0.5 km and tie-point grids; interpolation from tie points |
+| ``specs`` | the products of an archive: names, sensing times, orbits, illumination kind, seeds |
+| ``scene`` | scene physics: geometry, surface, SST, clouds, brightness temperatures, reflectance |
+| ``flags`` | the L1 flag words (``confidence_in``, ``bayes_in``, ``cloud_in``, exceptions) |
+| ``netcdf`` | writing NetCDF files like the real ones; radiance and ``geodetic_an`` files |
+| ``product`` | every file of a generated ``.SEN3`` folder (``manifest``: its ``xfdumanifest.xml``) |
+| ``archive`` | zipped products in the CEDA layout and the day's match-ups |
+| ``matchups`` | the SST buoy match-up table of the day products |
+| ``complete`` | completion of a partial real product |
+| ``cli`` | ``register`` and ``run_cli`` of ``make-sample`` |
+"""
+
+from cloud_tasks.sample.archive import make_sample_archive, write_product_zip
+from cloud_tasks.sample.cli import register, run_cli
+from cloud_tasks.sample.complete import COMPLETED_FILES, complete_product
+from cloud_tasks.sample.grid import GRIDS, GridSpec
+from cloud_tasks.sample.matchups import MATCHUP_COLUMNS, cems_path, matchups_for_scene, write_matchups
+from cloud_tasks.sample.product import PRODUCT_FILES, write_product
+from cloud_tasks.sample.scene import Scene, make_scene
+from cloud_tasks.sample.specs import ProductSpec, product_specs
+
+__all__ = [
+    "COMPLETED_FILES",
+    "GRIDS",
+    "MATCHUP_COLUMNS",
+    "PRODUCT_FILES",
+    "GridSpec",
+    "ProductSpec",
+    "Scene",
+    "cems_path",
+    "complete_product",
+    "make_sample_archive",
+    "make_scene",
+    "matchups_for_scene",
+    "product_specs",
+    "register",
+    "run_cli",
+    "write_matchups",
+    "write_product",
+    "write_product_zip",
+]
