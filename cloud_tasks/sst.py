@@ -280,9 +280,10 @@ def product_stems(cems_paths, table_path: Path) -> list[str]:
     """The checked product stem of each match-up's ``cems_path`` (``.../<stem>.SEN3``, maybe with a trailing '/').
 
     A cell is file content: only its last component is used, and only if it is a valid product name.
+    Errors name the table's row (counted from 0, header excluded).
     """
     stems: dict = {}
-    for row, cell in enumerate(cems_paths):
+    for row, cell in cems_paths.items():
         if cell not in stems:
             stems[cell] = product_stem(cell, table_path, row)
     return [stems[cell] for cell in cems_paths]

@@ -134,6 +134,18 @@ def test_bad_arguments(tmp_path, tree):
     assert parse_time("2017-03-15T13:34:20+02:00") == parse_time("2017-03-15T11:34:20Z") == t("2017-03-15T11:34:20")
 
 
+def test_times_outside_the_supported_range(tree):
+    """Python's calendar ends at years 1 and 9999: the day of margin (or an offset) used to overflow."""
+    for text in ("0001-01-01", "9999-12-31", "1949-12-31T23:59:59Z"):
+        with pytest.raises(ValueError, match=rf"time '{text}' outside the supported range 1950-01-01 to 2200-01-01"):
+            parse_time(text)
+    with pytest.raises(ValueError, match="invalid time '9999-12-31T23:00-05:00'"):
+        parse_time("9999-12-31T23:00-05:00")
+    with pytest.raises(ValueError, match="time start outside the supported range"):
+        discover(tree["root"], dt.datetime(1, 1, 1), t("2017-03-16"))
+    assert parse_time("1950-01-01") == t("1950-01-01")
+
+
 def test_file_list(tmp_path, tree):
     lst = tmp_path / "file_list.txt"
     rel = tree["a_15_1134"].relative_to(tmp_path)
@@ -148,6 +160,9 @@ def test_file_list(tmp_path, tree):
         discover_from_list(lst)
     with pytest.raises(InputError, match="cannot read file list"):
         discover_from_list(tmp_path / "absent.txt")
+    lst.write_bytes(f"{tree['b_13']}\n".encode() + b"caf\xe9.zip\n")
+    with pytest.raises(InputError, match=r"file_list.txt: file list is not UTF-8 text \(byte 0xe9 at offset"):
+        discover_from_list(lst)
 
 
 def run_cli(*argv: str) -> None:
