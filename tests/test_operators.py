@@ -7,16 +7,19 @@ import sys
 
 import pytest
 
-from cloud_tasks.layout import DataRoot
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.operators import CloudTasksOperator
-from cloud_tasks.pipeline import DayRun, train_command
 
 DAY = dt.date(2024, 6, 1)
 
 
 def operator(tmp_path, **kwargs) -> CloudTasksOperator:
-    arguments = train_command(DayRun(DAY, DataRoot(tmp_path)), TrainOptions(epochs=3, batch_size=8))
+    arguments = [
+        "train",
+        str(tmp_path / "hdf"),
+        str(tmp_path / "model"),
+        *TrainOptions(epochs=3, batch_size=8).cli_arguments(),
+    ]
     return CloudTasksOperator(task_id="train", arguments=arguments, data_root=str(tmp_path), **kwargs)
 
 
@@ -55,7 +58,7 @@ def test_docker_and_local_runners_run_the_same_command(tmp_path):
     local = step.local_command()
     assert local[:3] == [sys.executable, "-m", "cloud_tasks"]
     assert step.docker_operator().command == local[3:]
-    assert local[3:5] == ["train", str(tmp_path / "hdf/2024/06/01/day")]
+    assert local[3:5] == ["train", str(tmp_path / "hdf")]
     assert "--epochs=3" in local and "--batch-size=8" in local
 
 
@@ -66,15 +69,18 @@ def test_local_runner_reports_a_failing_command(tmp_path):
         data_root=str(tmp_path),
         runner="local",
     )
-    with pytest.raises(RuntimeError, match=r"exited with status 2: error: .*no-model\.keras"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=r"exited with status 2: error: .*no-model\.keras"):
         step.execute(context={})
 
 
-def test_empty_arguments_skip_the_step(tmp_path):
+def test_empty_arguments_skip_the_step_with_its_reason(tmp_path):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    step = CloudTasksOperator(task_id="train", arguments=[], data_root=str(tmp_path), runner="local")
-    with pytest.raises(AirflowSkipException):
+    why = "no model has been promoted to production yet"
+    step = CloudTasksOperator(task_id="mask", arguments=[], data_root=str(tmp_path), runner="local", skip_reason=why)
+    with pytest.raises(AirflowSkipException, match=why):
         step.execute(context={})
 
 

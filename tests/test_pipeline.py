@@ -1,4 +1,5 @@
-"""The day-level stage functions the DAG calls, and the `pipeline` command that chains them without Airflow."""
+"""Planning runs (which day, which products, which model) and the `pipeline` command that chains the
+stages without Airflow."""
 
 from __future__ import annotations
 
@@ -8,86 +9,97 @@ import json
 import pytest
 from conftest import SAMPLE_DATE
 
-from cloud_tasks.cli import main
+from cloud_tasks.cli import build_parser, main
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.ml.options import TrainOptions
-from cloud_tasks.pipeline import DayRun, chunk_label, chunk_products, plan_run
+from cloud_tasks.planning import DayRun, PlanError, chunk_label, chunk_products, plan_day, plan_training
+
+NAME = "S3A_SL_1_RBT____20240601T011916_20240601T012216_20240601T050721_0179_113_074_1787_LN2_O_NT_004"
+MIDNIGHT = dt.datetime.combine(SAMPLE_DATE, dt.time(), tzinfo=dt.UTC)
+INTERVAL = (MIDNIGHT, MIDNIGHT + dt.timedelta(days=1))
 
 
 def test_a_day_of_two_missions_maps_to_a_few_hundred_instances():
-    products = [f"S3A_{i:04d}.zip" for i in range(2000)]
-    chunks = chunk_products(products, chunk_size=1)
-    assert len(chunks) <= 256
-    assert [p for chunk in chunks for p in chunk] == products
-    assert chunk_products(products[:10], chunk_size=4) == [products[0:4], products[4:8], products[8:10]]
+    products = [f"/a/{NAME[:-3]}{i:03d}.zip" for i in range(2000)]
+    chunks = chunk_products({"2024-06-01": products}, chunk_size=1)
+    assert len(chunks) <= 256 and {c["day"] for c in chunks} == {"2024-06-01"}
+    assert [p for chunk in chunks for p in chunk["products"]] == products
+    small = chunk_products({"2024-06-02": products[4:6], "2024-06-01": products[:4]}, chunk_size=3)
+    assert [(c["day"], len(c["products"])) for c in small] == [("2024-06-01", 3), ("2024-06-01", 1), ("2024-06-02", 2)]
 
 
-def test_chunk_label_names_the_product():
-    name = "S3A_SL_1_RBT____20240601T011916_20240601T012216_20240601T050721_0179_113_074_1787_LN2_O_NT_004"
-    assert chunk_label([f"/a/{name}.zip"]) == name
-    assert chunk_label([f"/a/{name}.zip", "/a/b.zip", "/a/c.zip"]) == f"{name} (+2 more)"
+def test_chunk_label_names_the_day_and_the_product():
+    assert chunk_label({"day": "2024-06-01", "products": [f"/a/{NAME}.zip"]}) == f"2024-06-01 {NAME}"
+    chunk = {"day": "2024-06-01", "products": [f"/a/{NAME}.zip"] * 3}
+    assert chunk_label(chunk) == f"2024-06-01 {NAME} (+2 more)"
 
 
 def params(archive, tmp_path, **extra) -> dict:
-    return {
-        "archive_root": str(archive),
-        "missions": ["S3A", "S3B"],
-        "data_root": str(tmp_path / "data"),
-        "train": True,
-        "epochs": 2,
-        "batch_size": 4,
-        "label": "bayes",
-        **extra,
-    }
+    return {"archive_root": str(archive), "missions": ["S3A", "S3B"], "data_root": str(tmp_path / "data"), **extra}
 
 
-def test_plan_takes_the_data_interval_or_the_date_param(sample_archive, tmp_path):
-    start = dt.datetime.combine(SAMPLE_DATE, dt.time(), tzinfo=dt.UTC)
-    by_interval = plan_run(
-        params(sample_archive, tmp_path), data_interval_start=start, data_interval_end=start + dt.timedelta(days=1)
-    )
-    by_date = plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat()))
-    assert by_interval == by_date
-    assert len(by_date.products) == 6 and by_date.run == DayRun(SAMPLE_DATE, DataRoot(tmp_path / "data"))
-    data = by_date.run.data
-    assert by_date.train_arguments[:3] == [
-        "train",
-        str(data.hdf_split(SAMPLE_DATE)),
-        str(data.model(SAMPLE_DATE).folder),
-    ]
-    assert by_date.inference_arguments[1] == str(data.model(SAMPLE_DATE).model)
-    xcom = by_date.as_xcom()
-    assert xcom["day"] == "2024-06-01" and xcom["products"] == list(by_date.products)
-    assert json.loads(json.dumps(xcom)) == xcom, "the plan travels between tasks as JSON"
+def test_a_scheduled_run_processes_its_interval_and_refuses_another_day(sample_archive, tmp_path):
+    scheduled = plan_day(params(sample_archive, tmp_path), run_type="scheduled", data_interval=INTERVAL)
+    assert scheduled.run == DayRun(SAMPLE_DATE, DataRoot(tmp_path / "data")) and len(scheduled.products) == 6
+    same = plan_day(params(sample_archive, tmp_path, date="2024-06-01"), run_type="backfill", data_interval=INTERVAL)
+    assert same == scheduled
+    with pytest.raises(PlanError, match=r"a backfill run processes its data interval \(2024-06-01\).*date=2024-06-03"):
+        plan_day(params(sample_archive, tmp_path, date="2024-06-03"), run_type="backfill", data_interval=INTERVAL)
+    with pytest.raises(PlanError, match="'file_list' param is for manual runs"):
+        plan_day(params(sample_archive, tmp_path, file_list="/l.txt"), run_type="scheduled", data_interval=INTERVAL)
 
 
-def test_the_training_command_carries_every_option_and_the_params_choose_them(sample_archive, tmp_path):
-    """One definition of the training options: the plan's train command parses back to the Params' options."""
-    from cloud_tasks.cli import build_parser
+def test_a_manual_run_takes_its_date_or_the_day_of_its_logical_date(sample_archive, tmp_path):
+    noon = MIDNIGHT + dt.timedelta(hours=12)
+    by_logical_date = plan_day(params(sample_archive, tmp_path), run_type="manual", logical_date=noon)
+    by_date = plan_day(params(sample_archive, tmp_path, date="2024-06-01"), run_type="manual")
+    assert by_logical_date.run.day == by_date.run.day == SAMPLE_DATE
+    assert plan_day(params(sample_archive, tmp_path, date="2024-06-03"), run_type="manual").products == ()
+    with pytest.raises(PlanError, match="needs the 'date' or the 'file_list' param"):
+        plan_day(params(sample_archive, tmp_path), run_type="manual")
 
-    plan = plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat(), seed=7))
+
+def test_without_a_production_model_masking_is_skipped_with_a_reason(sample_archive, tmp_path):
+    plan = plan_day(params(sample_archive, tmp_path, date="2024-06-01"))
+    assert plan.model is None and plan.inference_arguments == []
+    assert "no model has been promoted to production" in plan.as_xcom()["skip_reason"]
+    with pytest.raises(PlanError, match="model 'v3'"):
+        plan_day(params(sample_archive, tmp_path, date="2024-06-01", model="v3"))
+
+
+def test_a_training_plan_is_keyed_by_its_products_and_options(sample_archive, tmp_path):
+    period = {"start": "2024-05-31", "end": "2024-06-02", "epochs": 2, "batch_size": 4}
+    plan = plan_training(params(sample_archive, tmp_path, **period))
+    assert list(plan.products) == ["2024-06-01"] and len(plan.products["2024-06-01"]) == 6
+    assert plan.key == plan_training(params(sample_archive, tmp_path, **period)).key
+    assert plan.key != plan_training(params(sample_archive, tmp_path, **period, seed=1)).key
     parsed = build_parser().parse_args(plan.train_arguments)
-    assert TrainOptions.from_args(parsed) == TrainOptions(epochs=2, batch_size=4, label="bayes", seed=7)
+    assert TrainOptions.from_args(parsed) == TrainOptions(epochs=2, batch_size=4), "the train command's options"
+    assert parsed.out == str(plan.training.folder)
+    with pytest.raises(PlanError, match="at least two days"):
+        plan_training(params(sample_archive, tmp_path, **period, holdout="days"))
+    with pytest.raises(PlanError, match="no SLSTR product found"):
+        plan_training(params(sample_archive, tmp_path, start="2024-06-03", end="2024-06-04"))
+    with pytest.raises(CloudTasksError, match="period is empty"):
+        plan_training(params(sample_archive, tmp_path, start="2024-06-03", end="2024-06-03"))
 
 
-def test_plan_refuses_runs_it_cannot_serve(sample_archive, tmp_path):
-    with pytest.raises(CloudTasksError, match="needs the 'date' or the 'file_list' param"):
-        plan_run(params(sample_archive, tmp_path))
-    with pytest.raises(CloudTasksError, match="no SLSTR product found"):
-        plan_run(params(sample_archive, tmp_path, date="2024-06-03"))
-    with pytest.raises(CloudTasksError, match="set 'model_path'"):
-        plan_run(params(sample_archive, tmp_path, date=SAMPLE_DATE.isoformat(), train=False))
-    existing = plan_run(params(sample_archive, tmp_path, date="2024-06-01", train=False, model_path="/m.keras"))
-    assert existing.train_arguments == [] and existing.inference_arguments[1] == "/m.keras"
+def test_the_plan_travels_as_json(sample_archive, tmp_path):
+    xcom = plan_day(params(sample_archive, tmp_path, date="2024-06-01")).as_xcom()
+    assert json.loads(json.dumps(xcom)) == xcom and xcom["day"] == "2024-06-01"
 
 
 @pytest.mark.slow
-def test_pipeline_command_runs_every_stage(tmp_path, capsys):
+def test_pipeline_command_trains_promotes_and_masks(tmp_path, capsys):
     assert main(["pipeline", str(tmp_path), "--products", "4", "--epochs", "1", "--batch-size", "4"]) == 0
-    summary = json.loads((tmp_path / "data" / "summaries" / "2024-06-01.json").read_text())
+    data = DataRoot(tmp_path / "data")
+    summary = json.loads(data.summary(SAMPLE_DATE).read_text())
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{") :]) == summary
-    assert summary["products"] == 4 and summary["failed"] == []
+    assert summary["products"] == 4 and summary["failed"] == [] and summary["failed_stages"] == {}
+    assert summary["model"]["version"] == "v1"
     assert summary["masked"] == summary["converted"]["day"] > 0
     assert summary["sst"]["model"]["clear"] > 0
+    metrics = json.loads(data.registry.version("v1").metrics.read_text())
+    assert metrics["candidate"]["pixels"] > 0 and 0 <= metrics["candidate"]["accuracy"] <= 1
