@@ -21,20 +21,38 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import logging
-import math
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cloud_tasks import __version__
-from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError
+from cloud_tasks.atomic import atomic_file, output_dir
+from cloud_tasks.convert_rules import (
+    CONFIDENCE_REQUIRED,
+    DEFAULT_DAY_THRESHOLD,
+    FlagWord,
+    Grid,
+    SunGeometry,
+    block_mean_2x2,
+    brightness_temperature,
+    day_fraction,
+    decode_labels,
+    degenerate_labels,
+    holds_values,
+    interpolate_tie_points,
+    product_attributes,
+    reflectance,
+    split_for,
+    sun_geometry,
+)
+from cloud_tasks.convert_workers import worker_pool
+from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError, product_failure
 from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS
-from cloud_tasks.layout import SPLITS, converted_path
+from cloud_tasks.layout import DAY_SPLIT, SPLITS, converted_path
 from cloud_tasks.naming import ProductName
 from cloud_tasks.paths import expand_inputs
 from cloud_tasks.slstr import (
@@ -45,15 +63,26 @@ from cloud_tasks.slstr import (
     GeometryFile,
     QualityFile,
     RadianceFile,
-    block_mean_2x2,
-    interpolate_tie_points,
+    ScaledInts,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DAY_THRESHOLD = 0.5
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 FLAG_VARIABLES = {"confidence_in": "uint16", "bayes_in": "uint8", "cloud_in": "uint16"}
+
+
+@dataclass
+class ProductInputs:
+    """Everything the conversion reads from a product's files, checked; the channels still compressed."""
+
+    grid: Grid  # the 1 km grid (of flags_in.nc)
+    flags: dict[str, FlagWord]
+    sensing: tuple[str, str]
+    tie_grid: Grid
+    tie_sza: np.ndarray  # solar zenith angle on the tie points, degrees
+    bts: list[ScaledInts]  # S7..S9
+    radiances: list[tuple[ScaledInts, float]]  # S1..S6 counts with their solar irradiance E0
 
 
 @dataclass
@@ -64,7 +93,7 @@ class ConvertedArrays:
     bts: np.ndarray
     sza: np.ndarray
     labels: dict[str, np.ndarray]
-    flags: dict  # name -> FlagWord
+    flags: dict[str, FlagWord]
     attrs: dict
 
 
@@ -89,109 +118,131 @@ def convert_product(
         return existing
     if not product_dir.is_dir():
         raise InputError(product_dir, "product folder does not exist")
-    arrays = read_product(product_dir, name, day_threshold=day_threshold)
-    final = converted_path(out_dir, arrays.attrs["split"], name.stem)
-    with atomic_file(final) as tmp:
-        write_hdf(tmp, arrays)
-    if existing is not None and existing != final:
-        existing.unlink(missing_ok=True)
+    final = write_in_one_split(out_dir, name.stem, read_product(product_dir, name, day_threshold=day_threshold))
     log.info("converted %s -> %s", name.stem, final)
     return final
 
 
 def read_product(product_dir: Path, name: ProductName, *, day_threshold: float) -> ConvertedArrays:
-    """Read and derive every output array of a product (no output written)."""
+    """Read and derive every output array of a product (no output written).
+
+    Two phases: ``read_inputs`` calls the NetCDF/HDF5 libraries (not thread-safe) from this thread only;
+    ``derive_arrays`` applies the rules of ``cloud_tasks.convert_rules``, inflating channels in threads.
+    """
+    return derive_arrays(read_inputs(product_dir), name, day_threshold)
+
+
+def read_inputs(product_dir: Path) -> ProductInputs:
+    """Read (and check) what the conversion needs; the 1 km grid of flags_in.nc first: every other file
+    is checked against it before its data is read."""
     with FlagsFile(product_dir) as flags_file:
-        grid = flags_file.grid
-        shape = grid.shape
+        grid = flags_file.image_grid()
         flags = {
-            var: flags_file.flag(var, dtype, shape, required=("day", "summary_cloud") if var == "confidence_in" else ())
+            var: flags_file.flag(var, dtype, grid.shape, required=CONFIDENCE_REQUIRED if var == "confidence_in" else ())
             for var, dtype in FLAG_VARIABLES.items()
         }
-        sensing = (str(flags_file.attribute("start_time")), str(flags_file.attribute("stop_time")))
-
-    day_fraction = float(flags["confidence_in"].mask("day").mean())
-    split = "day" if day_fraction >= day_threshold else "night"
-
+        sensing = flags_file.sensing()
     with GeometryFile(product_dir) as geometry:
-        try:
-            sza = interpolate_tie_points(geometry.solar_zenith(), grid, geometry.grid)
-        except ValueError as exc:
-            raise InputError(geometry.path, str(exc)) from None
-    sza_stored = sza.astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        sunlit = sza_stored < 90.0  # decided on the stored value, so file readers see the same rule; NaN -> False
-    # pi / cos(SZA) once for all channels; NaN where there is no sunlight to reflect.
-    sun_factor = np.full(shape, np.nan, np.float32)
-    sun_factor[sunlit] = (math.pi / np.cos(np.radians(sza[sunlit]))).astype(np.float32)
-
-    # Read every channel's stored bytes here (the NetCDF/HDF5 libraries are not thread-safe), then
-    # inflate and compute the channels in threads: zlib and numpy release the GIL.
-    bt_counts = []
+        tie_grid = geometry.tie_grid(grid)
+        tie_sza = geometry.solar_zenith(tie_grid)
+    bts = []
     for band in BT_BANDS:
         with BrightnessTemperatureFile(product_dir, band) as bt_file:
-            bt_counts.append((bt_file.path, band, bt_file.brightness_temperature(shape)))
+            bts.append(bt_file.brightness_temperature(grid))
     radiances = []
-    half_km_shape = (2 * grid.rows, 2 * grid.columns)
     for band in REFLECTANCE_BANDS:
         with QualityFile(product_dir, band) as quality:
             irradiance = quality.solar_irradiance()
         with RadianceFile(product_dir, band) as radiance_file:
-            if radiance_file.grid.track_offset != 2 * grid.track_offset:
-                raise InputError(
-                    radiance_file.path,
-                    f"track_offset {radiance_file.grid.track_offset} is not twice the 1 km grid's "
-                    f"({grid.track_offset}): the 0.5 km grid does not nest in the 1 km grid",
-                )
-            radiances.append((radiance_file.path, band, radiance_file.radiance(half_km_shape), irradiance))
+            radiances.append((radiance_file.radiance(grid), irradiance))
+    return ProductInputs(grid, flags, sensing, tie_grid, tie_sza, bts, radiances)
 
-    def brightness_temperature(path, band, counts):
-        if not counts.valid.any():
-            raise InputError(path, f"S{band}_BT_in holds only fill values")
-        return counts.physical()
 
-    def reflectance(path, band, counts, irradiance):
-        if split == "day" and not counts.valid.any():
-            raise InputError(path, f"S{band}_radiance_an holds only fill values in a day product")
-        return block_mean_2x2(counts, shape) * (sun_factor / np.float32(irradiance))
-
-    bts = np.empty((*shape, len(BT_BANDS)), np.float32)
-    refs = np.full((*shape, len(REFLECTANCE_BANDS)), np.nan, np.float32)
-    with concurrent.futures.ThreadPoolExecutor(DECODE_THREADS) as pool:
-        bt_jobs = [pool.submit(brightness_temperature, *job) for job in bt_counts]
-        # without any sunlit pixel (night) every reflectance is NaN: the radiances need no decoding
-        ref_jobs = [pool.submit(reflectance, *job) for job in radiances] if sunlit.any() else []
-        for i, job in enumerate(bt_jobs):
-            bts[..., i] = job.result()
-        for i, job in enumerate(ref_jobs):
-            refs[..., i] = job.result()
-
-    bayes = flags["bayes_in"]
-    labels = {
-        "bayes": bayes.mask(*(meaning for meaning in bayes.bits if meaning != "spare")).astype(np.uint8),
-        "summary_cloud": flags["confidence_in"].mask("summary_cloud").astype(np.uint8),
-    }
-    degenerate = [label for label, values in labels.items() if values.min() == values.max()]
+def derive_arrays(inputs: ProductInputs, name: ProductName, day_threshold: float) -> ConvertedArrays:
+    """The converted arrays and attributes of a product from its inputs (no file is opened here)."""
+    confidence = inputs.flags["confidence_in"]
+    fraction = day_fraction(confidence)
+    split = split_for(fraction, day_threshold)  # decided before the channels: a day product must hold radiances
+    sun = sun_geometry(interpolate_tie_points(inputs.tie_sza, inputs.grid, inputs.tie_grid))
+    bts, refs = decode_channels(inputs, sun, split)
+    labels = decode_labels(confidence, inputs.flags["bayes_in"])
+    degenerate = degenerate_labels(labels)
     if degenerate:
         log.warning(
             "%s: label(s) %s hold one value everywhere; the product is marked as unusable for training with them",
             name.stem,
             ", ".join(degenerate),
         )
-    attrs = {
-        "product_name": name.stem,
-        "mission": name.mission,
-        "sensing_start": sensing[0],
-        "sensing_stop": sensing[1],
-        "grid_shape": np.array(shape, np.int64),
-        "day_fraction": day_fraction,
-        "day_threshold": day_threshold,
-        "split": split,
-        "baseline": name.baseline,
-        "degenerate_labels": degenerate,
-        "cloud_tasks_version": __version__,
-    }
-    return ConvertedArrays(refs=refs, bts=bts, sza=sza_stored, labels=labels, flags=flags, attrs=attrs)
+    attrs = product_attributes(name, inputs.sensing, inputs.grid.shape, fraction, day_threshold, split, degenerate)
+    return ConvertedArrays(refs=refs, bts=bts, sza=sun.sza, labels=labels, flags=inputs.flags, attrs=attrs)
+
+
+def decode_channels(inputs: ProductInputs, sun: SunGeometry, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness temperatures and reflectances on the 1 km grid, each channel inflated and computed in a
+    thread (zlib and numpy release the GIL); their stored bytes were read before, in ``read_inputs``."""
+    shape = inputs.grid.shape
+    bts = np.empty((*shape, len(inputs.bts)), np.float32)
+    refs = np.full((*shape, len(inputs.radiances)), np.nan, np.float32)
+    with concurrent.futures.ThreadPoolExecutor(DECODE_THREADS) as pool:
+        bt_jobs = [pool.submit(_brightness_temperature, counts) for counts in inputs.bts]
+        # without any sunlit pixel (night) every reflectance is NaN: the radiances need no decoding
+        ref_jobs = [
+            pool.submit(_reflectance, counts, irradiance, sun, split == DAY_SPLIT, shape)
+            for counts, irradiance in (inputs.radiances if sun.any_sunlit else [])
+        ]
+        for i, job in enumerate(bt_jobs):
+            bts[..., i] = job.result()
+        for i, job in enumerate(ref_jobs):
+            refs[..., i] = job.result()
+    return bts, refs
+
+
+def _brightness_temperature(counts: ScaledInts) -> np.ndarray:
+    raw = counts.raw
+    if not holds_values(raw, counts.scaling):
+        raise InputError(counts.path, f"{counts.packed.name} holds only fill values")
+    return brightness_temperature(raw, counts.scaling)
+
+
+def _reflectance(counts: ScaledInts, irradiance: float, sun: SunGeometry, day: bool, shape) -> np.ndarray:
+    raw = counts.raw
+    if day and not holds_values(raw, counts.scaling):
+        raise InputError(counts.path, f"{counts.packed.name} holds only fill values in a day product")
+    return reflectance(block_mean_2x2(raw, counts.scaling, shape), irradiance, sun)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive ``flock`` on the folder itself (no lock file), released when the block ends."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_in_one_split(out_dir: str | Path, stem: str, arrays: ConvertedArrays) -> Path:
+    """Write a product's file into its split (``arrays.attrs['split']``) and remove it from the other split.
+
+    A product has one split, even under concurrent runs (two ``--force`` runs with different day
+    thresholds, or workers of two runs converting the same product): the file is written under a
+    temporary name; then, holding an exclusive lock on OUT, it is renamed into its split and the
+    product's file in any other split is removed. Rename and removal being one critical section, the
+    run that commits last leaves its split only: never both splits, never neither. The lock covers the
+    rename and the unlink only (no conversion waits on another), and it is a ``flock`` on the OUT folder
+    itself, so that no lock file is ever left among the outputs.
+    """
+    split = arrays.attrs["split"]
+    final = converted_path(out_dir, split, stem)
+    others = [converted_path(out_dir, other, stem) for other in SPLITS if other != split]
+    with contextlib.ExitStack() as committing:
+        with atomic_file(final) as tmp:  # renames tmp to final when its block ends
+            write_hdf(tmp, arrays)
+            committing.enter_context(_folder_lock(Path(out_dir)))
+        for other in others:
+            other.unlink(missing_ok=True)
+    return final
 
 
 def write_hdf(path: Path, arrays: ConvertedArrays) -> None:
@@ -221,8 +272,40 @@ def write_hdf(path: Path, arrays: ConvertedArrays) -> None:
                 f.attrs[key] = value
 
 
-def _convert_one(product_dir: Path, out_dir: Path, day_threshold: float, force: bool) -> Path:
-    return convert_product(product_dir, out_dir, day_threshold=day_threshold, force=force)
+def _convert_one(product_dir: Path, out_dir: Path, day_threshold: float, force: bool) -> Path | CloudTasksError:
+    """One product's outcome: its HDF5 path, or its failure, whatever the exception (one product never stops
+    a batch by itself)."""
+    try:
+        return convert_product(product_dir, out_dir, day_threshold=day_threshold, force=force)
+    except Exception as exc:
+        return product_failure(product_dir, exc)
+
+
+class _Batch:
+    """The outcomes of a batch: products done, failures kept (``keep_going``) or raised at once."""
+
+    def __init__(self, total: int, keep_going: bool):
+        self.total, self.keep_going = total, keep_going
+        self.done: list[Path] = []
+        self.failures: list[CloudTasksError] = []
+
+    def record(self, outcome: Path | CloudTasksError) -> None:
+        if isinstance(outcome, CloudTasksError):
+            # a full disk fails every product that follows: stop at the first one
+            if isinstance(outcome, DiskFullError) or not self.keep_going:
+                raise outcome
+            log.error("%s", outcome)
+            self.failures.append(outcome)
+        else:
+            self.done.append(outcome)
+        finished = len(self.done) + len(self.failures)
+        if finished % max(1, self.total // 20) == 0 or finished == self.total:
+            log.info("converted %d/%d products (%d failed)", finished, self.total, len(self.failures))
+
+    def result(self) -> list[Path]:
+        if self.failures:
+            raise BatchFailures("convert", self.failures, sorted(self.done), self.total)
+        return sorted(self.done)
 
 
 def convert_products(
@@ -236,47 +319,26 @@ def convert_products(
 ) -> list[Path]:
     """Convert many products, in ``workers`` processes; return the HDF5 paths.
 
-    With ``keep_going`` every product is tried and one error listing all failures is raised at
-    the end, so good products are converted even when some are bad.
+    With ``keep_going`` every product is tried and one error listing all failures is raised at the end,
+    so good products are converted even when some are bad (any exception on a product is that product's
+    failure); a full disk still stops the batch. Without it, the first failure stops the batch.
     """
-    out_dir = Path(out_dir)
-    done: list[Path] = []
-    failures: list[CloudTasksError] = []
-
-    def record(product: Path, outcome) -> None:
-        if isinstance(outcome, BaseException):
-            # a full disk fails every product that follows: stop at the first one
-            if not isinstance(outcome, CloudTasksError) or isinstance(outcome, DiskFullError) or not keep_going:
-                raise outcome
-            log.error("%s", outcome)
-            failures.append(outcome)
-        else:
-            done.append(outcome)
-        finished = len(done) + len(failures)
-        if finished % max(1, len(products) // 20) == 0 or finished == len(products):
-            log.info("converted %d/%d products (%d failed)", finished, len(products), len(failures))
-
+    out_dir = output_dir(out_dir)
+    batch = _Batch(len(products), keep_going)
     if workers <= 1:
         for product in products:
-            try:
-                outcome = _convert_one(product, out_dir, day_threshold, force)
-            except CloudTasksError as exc:
-                outcome = exc
-            record(product, outcome)
-    else:
-        # forkserver: workers must not inherit open HDF5/NetCDF handles from the parent.
-        context = multiprocessing.get_context("forkserver")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(_convert_one, p, out_dir, day_threshold, force): p for p in products}
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    record(futures[future], future.exception() or future.result())
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # do not start the products still queued
-                raise
-    if failures:
-        raise BatchFailures("convert", failures, sorted(done), len(products))
-    return sorted(done)
+            batch.record(_convert_one(product, out_dir, day_threshold, force))
+        return batch.result()
+    with worker_pool(workers) as pool:
+        futures = {pool.submit(_convert_one, p, out_dir, day_threshold, force): p for p in products}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                error = future.exception()  # the worker itself died (BrokenProcessPool), not the product
+                batch.record(future.result() if error is None else product_failure(futures[future], error))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # do not start the products still queued
+            raise
+    return batch.result()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -294,16 +356,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes converting in parallel")
     parser.add_argument("--keep-going", action="store_true", help="convert the good products when some are bad")
     parser.add_argument("--force", action="store_true", help="convert again even if an output exists")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run_cli)
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
     if not 0.0 <= args.day_threshold <= 1.0:
         raise CloudTasksError(f"--day-threshold must lie in [0, 1], got {args.day_threshold}")
+    out = output_dir(args.out)  # a bad OUT is one clear error before any work
     products = expand_inputs(args.inputs, ".SEN3")
     for path in convert_products(
         products,
-        args.out,
+        out,
         day_threshold=args.day_threshold,
         workers=args.workers,
         keep_going=args.keep_going,
