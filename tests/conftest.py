@@ -20,6 +20,7 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["CLOUD_TASKS_RETRY_DELAY_SECONDS"] = "1"
+os.environ["CLOUD_TASKS_PRODUCT_WAIT_HOURS"] = "0"  # a day without products ends its run at once
 
 REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))
 SAMPLE_DATE = dt.date(2024, 6, 1)
