@@ -70,3 +70,14 @@ def airflow_db():
 
     db.resetdb()
     return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory) -> Path:
+    """A real U-Net ``.keras`` file of this package (weights untrained: enough to test inference plumbing)."""
+    import keras
+
+    from cloud_tasks.ml.model import build_unet, compile_unet, save_model
+
+    keras.utils.set_random_seed(0)
+    return save_model(compile_unet(build_unet()), tmp_path_factory.mktemp("model") / "model.keras")

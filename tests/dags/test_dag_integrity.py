@@ -23,9 +23,18 @@ def dag(dagbag):
     return dagbag.dags["slstr_cloud_mask"]
 
 
+@pytest.fixture(scope="module")
+def training_dag(dagbag):
+    return dagbag.dags["slstr_train_model"]
+
+
+# Tasks that judge or plan a run fail without retry: a retry would only repeat the verdict.
+NO_RETRY = {"slstr_cloud_mask": {"summary"}, "slstr_train_model": {"plan", "promote", "report"}}
+
+
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert list(dagbag.dags) == ["slstr_cloud_mask"]
+    assert sorted(dagbag.dags) == ["slstr_cloud_mask", "slstr_train_model"]
 
 
 def test_tags_retries_and_docs(dagbag):
@@ -34,29 +43,43 @@ def test_tags_retries_and_docs(dagbag):
         assert dag.doc_md and "Failure policy" in dag.doc_md
         assert dag.catchup is False
         for task in dag.tasks:
+            if task.task_id in NO_RETRY[dag.dag_id]:
+                assert task.retries == 0, f"{dag.dag_id}.{task.task_id} retries its verdict"
+                continue
             assert task.retries >= 2, f"{dag.dag_id}.{task.task_id} retries {task.retries}"
+            assert task.max_retry_delay, f"{dag.dag_id}.{task.task_id}: unbounded retry back-off"
 
 
 def test_task_graph(dag):
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
-        "plan": [
-            "inference",
-            "make_chunks",
-            "process_chunk.convert",
-            "process_chunk.extract",
-            "sst_comparison",
-            "summary",
-            "train",
-        ],
+        "plan": ["converted", "make_chunks", "sst_comparison", "summary"],
         "make_chunks": ["process_chunk.convert", "process_chunk.extract"],
         "process_chunk.extract": ["process_chunk.convert"],
-        "process_chunk.convert": ["train"],
-        "train": ["inference"],
-        "inference": ["sst_comparison"],
+        "process_chunk.convert": ["converted"],
+        "converted": ["mask"],
+        "mask": ["sst_comparison"],
         "sst_comparison": ["summary"],
         "summary": [],
     }
+    assert dag.get_task("summary").trigger_rule == "all_done"
+
+
+def test_training_task_graph(training_dag):
+    downstream = {task.task_id: sorted(task.downstream_task_ids) for task in training_dag.tasks}
+    assert downstream["process_chunk.convert"] == ["training_set"]
+    assert downstream["training_set"] == ["train"] and downstream["train"] == ["register"]
+    assert downstream["register"] == ["promote"] and downstream["promote"] == ["report"]
+    assert training_dag.get_task("report").trigger_rule == "all_done"
+
+
+def test_params_are_grouped_in_sections(dag, training_dag):
+    from cloud_tasks.dag_parts import OPERATIONS, SCIENCE
+
+    for each in (dag, training_dag):
+        sections = {name: param.schema.get("section") for name, param in each.params.items()}
+        assert set(sections.values()) == {SCIENCE, OPERATIONS}, sections
+        assert sections["data_root"] == OPERATIONS and sections["missions"] == SCIENCE
 
 
 def test_extract_and_convert_are_mapped_with_product_labels(dag):
@@ -67,7 +90,7 @@ def test_extract_and_convert_are_mapped_with_product_labels(dag):
         assert isinstance(task.get_closest_mapped_task_group(), MappedTaskGroup)
         assert task.map_index_template == "{{ chunk_label }}"
     assert dag.get_task("process_chunk.convert").trigger_rule == "all_done"
-    assert dag.get_task("train").pool == dag.get_task("inference").pool == "gpu"
+    assert dag.get_task("mask").pool == "gpu"
 
 
 def test_schedule_has_daily_data_intervals(dag):
@@ -82,14 +105,13 @@ def test_schedule_has_daily_data_intervals(dag):
     assert interval == DataInterval(dt.datetime(2024, 6, 1, tzinfo=dt.UTC), dt.datetime(2024, 6, 2, tzinfo=dt.UTC))
 
 
-def test_parsing_imports_no_heavy_modules():
-    """The DAG file must not import TensorFlow, h5py, netCDF4 or cloud_tasks stages at parse time."""
+@pytest.mark.parametrize("dag_file", ["slstr_cloud_mask.py", "slstr_train_model.py"])
+def test_parsing_imports_no_heavy_modules(dag_file):
+    """A DAG file must not import TensorFlow, h5py, netCDF4 or cloud_tasks stages at parse time."""
     code = (
         "import sys, runpy; runpy.run_path(sys.argv[1]);"
         "heavy = [m for m in ('tensorflow', 'keras', 'h5py', 'netCDF4', 'pandas', 'cloud_tasks.convert')"
         " if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(DAGS / "slstr_cloud_mask.py")], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", code, str(DAGS / dag_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from models import install_model
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,9 @@ def run(dag, archive: Path, data_root: Path, **conf):
     run_conf = {
         "archive_root": str(archive),
         "data_root": str(data_root),
+        "date": DAY.isoformat(),
         "runner": "local",
         "gpu": False,
-        "epochs": 2,
-        "batch_size": 4,
         "chunk_size": 1,
         **conf,
     }
@@ -60,8 +60,9 @@ def files_state(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_run(dag, archive, tmp_path_factory):
+def first_run(dag, archive, tmp_path_factory, untrained_model):
     data_root = tmp_path_factory.mktemp("dag-data")
+    install_model(data_root, untrained_model)
     dag_run, instances = run(dag, archive, data_root)
     return data_root, dag_run, instances
 
@@ -77,7 +78,6 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
     masks = sorted((data_root / "masks/2024/06/01").glob("*.h5"))
     assert [m.name for m in masks] == [p.name for p in day_products] and summary["masked"] == len(masks)
     assert len(list((data_root / "masks/2024/06/01").glob("*.png"))) == len(masks)
-    assert (data_root / "models/2024/06/01/model.keras").is_file()
     sst = json.loads((data_root / "sst/2024/06/01/summary.json").read_text())
     assert sst["model"]["clear"] > 0 and sst["bayesian"]["clear"] > 0
     assert summary["sst"] == sst
@@ -85,7 +85,7 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
     # one mapped instance per product, labelled with the product's name in the UI
     extracts = [ti for (task, _), ti in instances.items() if task == "process_chunk.extract"]
     assert len(extracts) == 5
-    assert all(ti.rendered_map_index.startswith("S3") for ti in extracts)
+    assert all(ti.rendered_map_index.startswith("2024-06-01 S3") for ti in extracts)
 
 
 def test_second_run_of_the_same_day_reuses_every_output(dag, archive, first_run):
@@ -96,18 +96,20 @@ def test_second_run_of_the_same_day_reuses_every_output(dag, archive, first_run)
     assert files_state(data_root) == before, "a re-run rewrote converted products or masks"
 
 
-def test_corrupt_product_fails_only_its_instance(dag, archive, tmp_path):
+def test_corrupt_product_fails_only_its_instance_without_retry(dag, archive, tmp_path, untrained_model):
     broken = tmp_path / "archive"
     shutil.copytree(archive, broken)
     zips = sorted(broken.rglob("*.zip"))
     zips[0].write_bytes(b"not a zip at all")
     data_root = tmp_path / "data"
+    install_model(data_root, untrained_model)
     dag_run, instances = run(dag, broken, data_root)
     assert dag_run.state == "failed", "the failure must stay visible"
     failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
     assert [task for task, _ in failed] == ["process_chunk.extract", "summary"]
-    assert instances[failed[0]].rendered_map_index == zips[0].stem
-    for task in ("train", "inference", "sst_comparison"):
+    assert instances[failed[0]].rendered_map_index == f"2024-06-01 {zips[0].stem}"
+    assert instances[failed[0]].try_number == 1, "bad input is not retried"
+    for task in ("converted", "mask", "sst_comparison"):
         assert instances[(task, -1)].state == "success", task
     summary = json.loads((data_root / "summaries" / "2024-06-01.json").read_text())
     assert summary["failed"] == [zips[0].stem]

@@ -99,17 +99,6 @@ def resize_tmpfs(folder: Path, size_bytes: int) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size_bytes}", str(folder)], check=True)
 
 
-@pytest.fixture(scope="session")
-def untrained_model(tmp_path_factory) -> Path:
-    """A real U-Net ``.keras`` file of this package (weights untrained: enough to test inference plumbing)."""
-    import keras
-
-    from cloud_tasks.ml.model import build_unet, compile_unet, save_model
-
-    keras.utils.set_random_seed(0)
-    return save_model(compile_unet(build_unet()), tmp_path_factory.mktemp("model") / "model.keras")
-
-
 def copy_product(product: Path, folder: Path) -> Path:
     """A writable copy of a product folder, to be damaged."""
     return Path(shutil.copytree(product, folder / product.name))

@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from models import install_model
 
 from .conftest import REPO, files_below, leftovers
 
@@ -27,11 +28,16 @@ DAY_PATH = "2024/06/01"
 
 
 @pytest.fixture(scope="module")
-def dag(airflow_db):
+def dagbag(airflow_db):
     from airflow.models import DagBag, Pool
 
     Pool.create_or_update_pool("gpu", slots=1, description="ML steps", include_deferred=False)
-    return DagBag(dag_folder=str(REPO / "dags")).dags["slstr_cloud_mask"]
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags["slstr_cloud_mask"]
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +50,14 @@ def archive(tmp_path_factory) -> Path:
 
 
 def run(dag, archive: Path, data_root: Path, model: Path, **conf):
-    """One run of the sample day with an existing model (no training); returns it and its task instances."""
+    """One run of the sample day with ``model`` as the production model; returns it and its task instances."""
+    if model.is_file():
+        install_model(data_root, model)
     run_conf = {
         "archive_root": str(archive),
         "data_root": str(data_root),
         "runner": "local",
         "gpu": False,
-        "train": False,
-        "model_path": str(model),
         "chunk_size": 1,
         **conf,
     }
@@ -127,11 +133,10 @@ def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
     assert dag_run.state == "failed", "the failure must stay visible"
     failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
     assert [task for task, _ in failed] == ["process_chunk.convert", "summary"]
-    assert instances[failed[0]].rendered_map_index == bad
-    retries = dag.get_task("process_chunk.convert").retries
-    assert instances[failed[0]].try_number == retries + 1, "a bad product is retried, then left failed"
+    assert instances[failed[0]].rendered_map_index == f"2024-06-01 {bad}"
+    assert instances[failed[0]].try_number == 1, "a bad product fails at once: a retry cannot fix it"
     assert {ti.state for (task, _), ti in instances.items() if task == "process_chunk.extract"} == {"success"}
-    assert instances[("inference", -1)].state == instances[("sst_comparison", -1)].state == "success"
+    assert instances[("mask", -1)].state == instances[("sst_comparison", -1)].state == "success"
     assert f"{bad}.SEN3/S7_BT_in.nc: not a readable NetCDF file" in "".join(capfd.readouterr())
     assert json.loads((data_root / "summaries" / "2024-06-01.json").read_text())["failed"] == [bad]
     # nothing else lost: every other product's HDF5 file and quicklook as in the clean run, and no trace of the bad one
@@ -144,24 +149,27 @@ def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
     assert leftovers(data_root) == []
 
 
-# conf -> the message of the refusal (the param named, and why)
+# conf -> the DAG and the message of the refusal (the param named, and why)
+DAILY, TRAINING = "slstr_cloud_mask", "slstr_train_model"
 BAD_CONF = {
-    "negative epochs": ({"epochs": -1}, "epochs: -1 is less than the minimum of 1"),
-    "too many epochs": ({"epochs": 5000}, "epochs: 5000 is greater than the maximum of 1000"),
-    "zero batch size": ({"batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
-    "unknown mission": ({"missions": ["S3A", "S3C"]}, "missions: 'S3C' is not one of ['S3A', 'S3B']"),
-    "no mission": ({"missions": []}, "missions: [] should be non-empty"),
-    "empty archive root": ({"archive_root": ""}, "archive_root: '' does not match '^/'"),
-    "relative data root": ({"data_root": "data"}, "data_root: 'data' does not match '^/'"),
-    "unknown label": ({"label": "clouds"}, "label: 'clouds' is not one of ['bayes', 'summary_cloud']"),
-    "unknown runner": ({"runner": "kubernetes"}, "runner: 'kubernetes' is not one of ['docker', 'local']"),
-    "epochs not a number": ({"epochs": "30"}, "epochs: '30' is not of type 'integer'"),
-    "impossible date": ({"date": "2024-02-30"}, "date: '2024-02-30' is not a 'date'"),
+    "negative epochs": (TRAINING, {"epochs": -1}, "epochs: -1 is less than the minimum of 1"),
+    "too many epochs": (TRAINING, {"epochs": 5000}, "epochs: 5000 is greater than the maximum of 1000"),
+    "zero batch size": (TRAINING, {"batch_size": 0}, "batch_size: 0 is less than the minimum of 1"),
+    "unknown mission": (DAILY, {"missions": ["S3A", "S3C"]}, "missions: 'S3C' is not one of ['S3A', 'S3B']"),
+    "no mission": (DAILY, {"missions": []}, "missions: [] should be non-empty"),
+    "empty archive root": (DAILY, {"archive_root": ""}, "archive_root: '' does not match '^/'"),
+    "relative data root": (TRAINING, {"data_root": "data"}, "data_root: 'data' does not match '^/'"),
+    "unknown label": (TRAINING, {"label": "clouds"}, "label: 'clouds' is not one of ['bayes', 'summary_cloud']"),
+    "unknown runner": (DAILY, {"runner": "kubernetes"}, "runner: 'kubernetes' is not one of ['docker', 'local']"),
+    "epochs not a number": (TRAINING, {"epochs": "30"}, "epochs: '30' is not of type 'integer'"),
+    "impossible date": (DAILY, {"date": "2024-02-30"}, "date: '2024-02-30' is not a 'date'"),
+    "model path not a version": (DAILY, {"model": "/tmp/m.keras"}, "model: '/tmp/m.keras' does not match"),
+    "unknown holdout": (TRAINING, {"holdout": "random"}, "holdout: 'random' is not one of ['products', 'days']"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_CONF)
-def test_out_of_range_params_are_refused_at_trigger(dag, case):
+def test_out_of_range_params_are_refused_at_trigger(dagbag, case):
     """As the REST API, the UI form and ``airflow dags trigger`` create a run: through the serialized DAG's
     ``create_dagrun``, which validates the conf against the params and creates nothing when it fails."""
     from airflow.models import DagRun
@@ -169,7 +177,8 @@ def test_out_of_range_params_are_refused_at_trigger(dag, case):
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.utils.session import create_session
 
-    conf, message = BAD_CONF[case]
+    dag_id, conf, message = BAD_CONF[case]
+    dag = dagbag.dags[dag_id]
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     serialized.params.deep_merge({"archive_root": "/neodc"}).validate()  # the defaults themselves are valid
     with create_session() as session:
@@ -200,4 +209,4 @@ def test_missing_archive_root_fails_the_run_at_plan(dag, untrained_model, tmp_pa
     assert states["plan"] == states["summary"] == "failed"
     assert "success" not in {state for task, state in states.items() if task != "plan"}
     assert f"{missing}: archive root is not an existing folder" in "".join(capfd.readouterr())
-    assert not (tmp_path / "data").exists()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["registry"], "nothing written but the test's model"
