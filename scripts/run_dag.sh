@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: generate a sample archive and run the whole Airflow DAG over it end to end
-# (`airflow dags test`, embedded SQLite metadata DB, local runner), then print the results.
+# The main job: generate a sample archive and run the product flow over it end to end with Airflow
+# (`airflow dags test`, embedded SQLite metadata DB, local runner): the training DAG trains, registers and
+# promotes a first model; the daily DAG masks the day with it. Then print where every output is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -26,11 +27,24 @@ airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1
 airflow pools set gpu 1 "ML steps on the GPUs" > /dev/null
 python -m cloud_tasks make-sample "$WORKDIR/archive" --date "$DATE" --products "$PRODUCTS" --grid small
 
+# 1. The training DAG: train a first model on the day, register it as a version and promote it.
 conf=$(python - "$WORKDIR" "$EPOCHS" "$DATE" <<'PY'
+import datetime as dt, json, sys
+workdir, epochs, date = sys.argv[1], int(sys.argv[2]), dt.date.fromisoformat(sys.argv[3])
+print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "runner": "local",
+                  "gpu": False, "start": date.isoformat(), "end": (date + dt.timedelta(days=1)).isoformat(),
+                  "epochs": epochs, "batch_size": 8, "promote": True}))
+PY
+)
+airflow dags test slstr_train_model "$DATE" --conf "$conf" > "$WORKDIR/train-dag-test.log" 2>&1 \
+  || { tail -50 "$WORKDIR/train-dag-test.log"; echo "training run failed: see $WORKDIR/train-dag-test.log" >&2; exit 1; }
+
+# 2. The daily DAG: mask the day with the production model, compare with SST match-ups.
+conf=$(python - "$WORKDIR" "$DATE" <<'PY'
 import json, sys
-workdir, epochs, date = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+workdir, date = sys.argv[1], sys.argv[2]
 print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "date": date,
-                  "runner": "local", "gpu": False, "epochs": epochs, "batch_size": 8}))
+                  "runner": "local", "gpu": False}))
 PY
 )
 airflow dags test slstr_cloud_mask "$DATE" --conf "$conf" > "$WORKDIR/dag-test.log" 2>&1 \
@@ -41,8 +55,11 @@ import datetime as dt, json, sys
 from cloud_tasks.layout import DataRoot
 data, day = DataRoot(sys.argv[1]), dt.date.fromisoformat(sys.argv[2])
 summary = json.loads(data.summary(day).read_text())
+registry = data.registry
+version = summary["model"]["version"] if summary["model"] else None
+print(f"model {version} (production), registered in {registry.version(version).folder if version else registry.folder}")
 print(f"DAG run of {day}: {summary['products']} products, converted {summary['converted']}, "
-      f"masked {summary['masked']}, failed {len(summary['failed'])}")
+      f"masked {summary['masked']} with {version}, failed {len(summary['failed'])}")
 sst = summary["sst"]
 if sst:
     for mask in ("bayesian", "model"):
