@@ -19,6 +19,8 @@ File attributes: see ``ATTRIBUTES``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,26 +63,98 @@ class ConvertedProduct:
         return str(self.attrs["product_name"])
 
 
+# Bounds of a converted product's 1 km grid, checked before any dataset is read: a file's header may declare any
+# size. The full SLSTR 1 km grid is 1200 x 1500 (rows x columns); the margin allows for other product layouts.
+MAX_GRID_SIDE = 4096
+CHANNEL_DATASETS = {"refs": len(REFLECTANCE_CHANNELS), "bts": len(BT_CHANNELS)}
+
+
 def read_converted(path: str | Path, *, labels: tuple[str, ...] = LABEL_SOURCES) -> ConvertedProduct:
-    """Read a converted product; raise InputError naming the file if it is not one."""
+    """Read a converted product; raise InputError naming the file if it is not one (checked before reading)."""
+    path = Path(path)
+    with open_converted(path) as f:
+        check_converted(f, path, labels)
+        return ConvertedProduct(
+            path=path,
+            refs=f["refs"][()],
+            bts=f["bts"][()],
+            labels={name: f[name][()] for name in labels},
+            attrs=attributes(f),
+        )
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The file attributes of a converted product, decoded (cheap: no dataset is read)."""
+    with open_converted(path) as f:
+        return attributes(f)
+
+
+def attributes(f) -> dict:
+    """The file attributes of an open HDF5 file, decoded by ``plain_value``."""
+    return {key: plain_value(value) for key, value in f.attrs.items()}
+
+
+@contextlib.contextmanager
+def open_converted(path: str | Path) -> Iterator:
+    """An open h5py file, read-only; a file that is not HDF5 (or a read that fails) is an InputError naming it."""
     import h5py
 
-    path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [name for name in ("refs", "bts", *labels) if name not in f]
-            if missing:
-                raise InputError(path, f"not a converted product: missing dataset(s) {', '.join(missing)}")
-            attrs = {key: plain_value(value) for key, value in f.attrs.items()}
-            return ConvertedProduct(
-                path=path,
-                refs=f["refs"][()],
-                bts=f["bts"][()],
-                labels={name: f[name][()] for name in labels},
-                attrs=attrs,
-            )
+            yield f
     except OSError as exc:
         raise InputError(path, f"cannot be read as HDF5: {exc}") from None
+
+
+def check_converted(f, path: str | Path, labels: tuple[str, ...] = LABEL_SOURCES) -> tuple[int, int]:
+    """Check an open converted product before any of its datasets is read; return its grid (rows, columns).
+
+    The ``grid_shape`` attribute must be two sizes within ``MAX_GRID_SIDE``, and ``refs``, ``bts`` and the
+    ``labels`` must be plain datasets stored in this file (no link, no external or virtual storage) of
+    exactly that grid and the layout's dtypes: memory use is then bounded whatever the header declares.
+    """
+    rows, columns = grid_shape(f.attrs.get("grid_shape"), path)
+    expected = {name: ((rows, columns, n), "f", "float32") for name, n in CHANNEL_DATASETS.items()}
+    expected |= {name: ((rows, columns), "biu", "integer") for name in labels}
+    missing = [name for name in expected if name not in f]
+    if missing:
+        raise InputError(path, f"not a converted product: missing dataset(s) {', '.join(missing)}")
+    for name, (shape, kinds, dtype_name) in expected.items():
+        dataset = _plain_dataset(f, name, path)
+        if dataset.shape != shape:
+            raise InputError(path, f"dataset {name} has shape {dataset.shape}, not {shape} (grid_shape)")
+        if dataset.dtype.kind not in kinds or (kinds == "f" and dataset.dtype.itemsize != 4):
+            raise InputError(path, f"dataset {name} has dtype {dataset.dtype}, not {dtype_name}")
+    return rows, columns
+
+
+def grid_shape(value, path: str | Path) -> tuple[int, int]:
+    """The ``grid_shape`` attribute as (rows, columns), checked: two sizes from 1 to ``MAX_GRID_SIDE``."""
+    shape = plain_value(value)
+    if not isinstance(shape, list) or len(shape) != 2 or not all(type(n) is int for n in shape):
+        raise InputError(path, f"grid_shape attribute {str(shape)[:100]!r} is not two integer sizes")
+    rows, columns = shape
+    if rows < 1 or columns < 1:
+        raise InputError(path, f"empty product: grid_shape {rows} x {columns} holds no pixel")
+    if max(rows, columns) > MAX_GRID_SIDE:
+        raise InputError(
+            path, f"grid_shape {rows} x {columns} exceeds {MAX_GRID_SIDE} x {MAX_GRID_SIDE} (SLSTR 1 km: 1200 x 1500)"
+        )
+    return rows, columns
+
+
+def _plain_dataset(f, name: str, path: str | Path):
+    """``f[name]`` if it is a dataset stored in ``f`` itself: links, external raw storage and virtual datasets
+    would make the reader open other files."""
+    import h5py
+
+    link = f.get(name, getlink=True)
+    dataset = f[name] if isinstance(link, h5py.HardLink) else None
+    if not isinstance(dataset, h5py.Dataset):
+        raise InputError(path, f"{name} is not a dataset stored in this file")
+    if dataset.is_virtual or dataset.id.get_create_plist().get_external_count():
+        raise InputError(path, f"dataset {name} keeps its data in other files")
+    return dataset
 
 
 def plain_value(value):

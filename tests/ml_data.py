@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from cloud_tasks import __version__
+from cloud_tasks.hdf import LABEL_SOURCES
 from cloud_tasks.layout import converted_path
 
 # Reflectance gain of a cloud per channel S1..S6 and BT drop per channel S7..S9 (K).
@@ -72,9 +73,7 @@ def write_product(
     if split == "night":
         refs[:] = np.nan
 
-    name = product_name(index)
-    path = converted_path(out_dir, split, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _product_path(out_dir, index, split)
     degenerate = [n for n, a in (("bayes", bayes), ("summary_cloud", summary)) if a.min() == a.max()]
     with h5py.File(path, "w") as f:
         f["refs"], f["bts"] = refs, bts
@@ -85,20 +84,47 @@ def write_product(
             flag_masks=np.array([1, 2, 4, 8], np.uint8),
             flag_meanings="single_low single_moderate dual_low dual_moderate",
         )
-        start = dt.datetime(2020, 6, 1, 10, 0) + dt.timedelta(minutes=3 * index)
-        f.attrs.update(
-            product_name=name,
-            mission="S3A",
-            sensing_start=start.isoformat() + "Z",
-            sensing_stop=(start + dt.timedelta(minutes=3)).isoformat() + "Z",
-            grid_shape=np.array(shape, np.int64),
-            day_fraction=1.0 if split == "day" else 0.0,
-            split=split,
-            baseline="004",
-            degenerate_labels=np.array(degenerate, dtype=h5py.string_dtype()),
-            cloud_tasks_version=__version__,
-        )
+        _write_attributes(f, index, shape, split, degenerate)
     return path
+
+
+def write_declared_product(
+    out_dir: str | Path, index: int = 0, *, shape: tuple[int, int], grid_shape: tuple[int, int] | None = None
+) -> Path:
+    """A day product whose datasets are declared ``shape`` (chunked, no chunk ever written): a file of a few KB
+    that would take ``rows x columns x 11`` bytes and more once read. ``grid_shape`` (default ``shape``) is what
+    its attribute claims."""
+    path = _product_path(out_dir, index, "day")
+    datasets = {"refs": (6,), "bts": (3,), "sza": (), "bayes": (), "summary_cloud": ()}
+    with h5py.File(path, "w") as f:
+        for name, channels in datasets.items():
+            dtype = np.uint8 if name in LABEL_SOURCES else np.float32
+            f.create_dataset(name, shape=(*shape, *channels), dtype=dtype)  # storage allocated at the first write
+        _write_attributes(f, index, grid_shape or shape, "day", [])
+    return path
+
+
+def _product_path(out_dir: str | Path, index: int, split: str) -> Path:
+    path = converted_path(out_dir, split, product_name(index))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_attributes(f: h5py.File, index: int, shape: tuple[int, int], split: str, degenerate: list[str]) -> None:
+    """The file attributes of the layout (``hdf.ATTRIBUTES``)."""
+    start = dt.datetime(2020, 6, 1, 10, 0) + dt.timedelta(minutes=3 * index)
+    f.attrs.update(
+        product_name=product_name(index),
+        mission="S3A",
+        sensing_start=start.isoformat() + "Z",
+        sensing_stop=(start + dt.timedelta(minutes=3)).isoformat() + "Z",
+        grid_shape=np.array(shape, np.int64),
+        day_fraction=1.0 if split == "day" else 0.0,
+        split=split,
+        baseline="004",
+        degenerate_labels=np.array(degenerate, dtype=h5py.string_dtype()),
+        cloud_tasks_version=__version__,
+    )
 
 
 def write_products(out_dir: str | Path, n: int, **kwargs) -> list[Path]:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_tasks.errors import CloudTasksError, InputError
-from cloud_tasks.hdf import LABEL_SOURCES, read_converted
+from cloud_tasks.errors import CloudTasksError
+from cloud_tasks.hdf import LABEL_SOURCES, N_CHANNELS, attributes, check_converted, open_converted, read_converted
+from cloud_tasks.naming import stem_from_file
 
 log = logging.getLogger(__name__)
 
-N_CHANNELS = 9
 BT_OFFSET, BT_SCALE = 270.0, 22.0
 REFLECTANCE_OFFSET = 0.5
 # Without a memory cache the shuffle buffer holds real patches: bound it.
@@ -52,17 +52,6 @@ def normalise(refs: np.ndarray, bts: np.ndarray) -> tuple[np.ndarray, np.ndarray
     finite = np.isfinite(x)
     x[~finite] = 0.0
     return x, finite.sum(axis=-1, dtype=np.uint8)
-
-
-def read_attrs(path: str | Path) -> dict:
-    """The file attributes of a converted product (cheap: no dataset is read)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return {key: _text(value) for key, value in f.attrs.items()}
-    except OSError as exc:
-        raise InputError(path, f"cannot be read as HDF5: {exc}") from None
 
 
 def tile_origins(shape: tuple[int, int], patch_size: int) -> list[tuple[int, int]]:
@@ -102,14 +91,14 @@ def select_products(paths: Sequence[Path], label: str, patch_size: int) -> list[
         if attrs.get("split") != "day":
             n_night += 1
             continue
-        if label in _strings(attrs.get("degenerate_labels")) or labels.min() == labels.max():
+        if label in _names(attrs.get("degenerate_labels")) or labels.min() == labels.max():
             log.warning("%s: label %r holds one value everywhere: product excluded from training", path, label)
             continue
         n_patches = len(tile_origins(shape, patch_size))
         if n_patches == 0:
             log.warning("%s: grid %dx%d is smaller than one %d px patch: product excluded", path, *shape, patch_size)
             continue
-        name = str(attrs.get("product_name", Path(path).stem))
+        name = stem_from_file(attrs.get("product_name", Path(path).stem), path)
         usable.append(Product(path=Path(path), name=name, n_patches=n_patches))
     if n_night:
         log.info("skipped %d night product(s): no reflectances to train on", n_night)
@@ -209,37 +198,14 @@ def make_dataset(
 
 
 def _inspect(path: Path, label: str) -> tuple[dict, tuple[int, int], np.ndarray]:
-    """Attributes, grid shape and label of a converted product, checking the datasets training reads."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [name for name in ("refs", "bts", label) if name not in f]
-            if missing:
-                raise InputError(path, f"not a converted product: missing dataset(s) {', '.join(missing)}")
-            shape = f[label].shape
-            if len(shape) != 2 or f["refs"].shape != (*shape, 6) or f["bts"].shape != (*shape, 3):
-                raise InputError(
-                    path, f"inconsistent shapes: refs {f['refs'].shape}, bts {f['bts'].shape}, {label} {shape}"
-                )
-            attrs = {key: _text(value) for key, value in f.attrs.items()}
-            return attrs, shape, f[label][()]
-    except OSError as exc:
-        raise InputError(path, f"cannot be read as HDF5: {exc}") from None
+    """Attributes, grid shape and label of a converted product, after checking the datasets training reads."""
+    with open_converted(path) as f:
+        shape = check_converted(f, path, (label,))
+        return attributes(f), shape, f[label][()]
 
 
-def _text(value):
-    """Attribute values with bytes decoded (h5py returns variable-length strings as bytes or str)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
-        return [_text(v) for v in value.tolist()]
-    return value
-
-
-def _strings(value) -> set[str]:
-    """An attribute holding one string or a list of them (possibly empty) as a set of strings."""
+def _names(value) -> list[str]:
+    """An attribute holding one name or a list of them (decoded by ``hdf.plain_value``) as a list of names."""
     if value is None:
-        return set()
-    items = value if isinstance(value, list | tuple | np.ndarray) else [value]
-    return {str(item) for item in np.ravel(items) if str(item)}
+        return []
+    return [str(item) for item in (value if isinstance(value, list) else [value])]

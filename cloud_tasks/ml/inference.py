@@ -25,25 +25,43 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cloud_tasks.atomic import atomic_file
-from cloud_tasks.errors import InputError
+from cloud_tasks.atomic import atomic_file, output_dir
+from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError, product_failure
+from cloud_tasks.hdf import N_CHANNELS, read_attrs, read_converted
+from cloud_tasks.layout import MaskFiles
+from cloud_tasks.ml.options import POOLING_MULTIPLE, PRECISIONS
+from cloud_tasks.naming import stem_from_file
 from cloud_tasks.paths import expand_inputs
 
 log = logging.getLogger(__name__)
 
 METHODS = ("whole", "mosaic")
-MULTIPLE = 8  # three 2x2 poolings
 MOSAIC_PATCH, MOSAIC_CROP = 256, 40
 # Whole-image passes are cut into bands of at most this many pixels (each with BAND_MARGIN rows of
 # context on both sides) so that peak memory stays bounded for any image size.
 BAND_PIXELS = 1 << 21
 BAND_MARGIN = 64
+PROBE_SIDE = 4 * POOLING_MULTIPLE  # the test image a model must map to one probability per pixel
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every product of one ``run_inference`` call is masked with, and where the masks go."""
+
+    predict: Predict
+    model: Path
+    digest: str
+    masks: MaskFiles
+    threshold: float
+    method: str
+    batch_size: int
 
 
 def run_inference(
@@ -54,78 +72,155 @@ def run_inference(
     threshold: float = 0.5,
     method: str = "whole",
     batch_size: int = 8,
+    precision: str = "float32",
+    xla: bool = False,
 ) -> list[Path]:
     """Write a mask and a quicklook per day product of ``inputs``; return the mask paths (made or kept).
 
-    The model is loaded once for all products; ``batch_size`` is the number of patches per model
-    call of the ``mosaic`` method.
+    The model is loaded once for all products and run under the Keras dtype policy ``precision``, its
+    forward pass XLA-compiled if ``xla``; ``batch_size`` is the number of patches per model call of the
+    ``mosaic`` method. A product that fails does not stop the others: its error is raised at the end (a
+    ``BatchFailures`` listing them when several failed).
     """
-    from cloud_tasks.ml.data import read_attrs
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    _check_settings(threshold, method, batch_size, precision)
+    masks = MaskFiles(output_dir(out_dir))
     model_path = Path(model_path).resolve()
-    predict = _predictor(model_path)
-    digest = sha256(model_path)
-    out_dir = Path(out_dir)
-    written = []
-    for path in expand_inputs(inputs, ".h5"):
-        attrs = read_attrs(path)
-        if attrs.get("split") != "day":
-            log.info("%s: night product, skipped (the model needs reflectances)", path)
+    predict = _predictor(model_path, precision=precision, xla=xla)
+    job = _Job(predict, model_path, sha256(model_path), masks, threshold, method, batch_size)
+    paths = expand_inputs(inputs, ".h5")
+    written, failures = [], []
+    for path in paths:
+        try:
+            mask_path = _mask_product(path, job)
+        except DiskFullError:
+            raise  # not the product's fault: the next ones would fail too
+        except Exception as exc:
+            failures.append(product_failure(path, exc))
+            log.error("%s", failures[-1])
             continue
-        name = str(attrs.get("product_name", path.stem))
-        mask_path, quicklook_path = out_dir / f"{name}.h5", out_dir / f"{name}.png"
-        if quicklook_path.is_file() and _made_by(mask_path, digest, threshold):
-            log.info("%s: already made by this model, kept", mask_path)
-        else:
-            mask_attrs = {
-                "model": str(model_path),
-                "model_sha256": digest,
-                "product_name": name,
-                "threshold": threshold,
-                "method": method,
-                "source_hdf": str(Path(path).resolve()),
-            }
-            _process(path, predict, method, batch_size, mask_path, quicklook_path, mask_attrs)
-        written.append(mask_path)
+        if mask_path is not None:
+            written.append(mask_path)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise BatchFailures("mask", failures, written, len(paths))
     return written
 
 
-def _process(path, predict: Predict, method: str, batch_size: int, mask_path, quicklook_path, attrs: dict) -> None:
+def _check_settings(threshold: float, method: str, batch_size: int, precision: str) -> None:
+    if method not in METHODS:
+        raise CloudTasksError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if precision not in PRECISIONS:
+        raise CloudTasksError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise CloudTasksError(f"threshold must be a probability from 0 to 1, not {threshold}")
+    if batch_size < 1:
+        raise CloudTasksError(f"batch size must be at least 1, not {batch_size}")
+
+
+def _mask_product(path: Path, job: _Job) -> Path | None:
+    """Mask one product (None for a night product); a mask made by the same model is kept."""
+    attrs = read_attrs(path)
+    if attrs.get("split") != "day":
+        log.info("%s: night product, skipped (the model needs reflectances)", path)
+        return None
+    # The output's name comes from inside the file: checked to be a bare product name, the path to stay in OUT.
+    stem = stem_from_file(attrs.get("product_name", path.stem), path)
+    mask_path, quicklook_path = job.masks.mask(stem), job.masks.quicklook(stem)
+    if quicklook_path.is_file() and _made_by(mask_path, job.digest, job.threshold):
+        log.info("%s: already made by this model, kept", mask_path)
+        return mask_path
+    mask_attrs = {
+        "model": str(job.model),
+        "model_sha256": job.digest,
+        "product_name": stem,
+        "threshold": job.threshold,
+        "method": job.method,
+        "source_hdf": str(Path(path).resolve()),
+    }
+    _process(path, job, mask_path, quicklook_path, mask_attrs)
+    return mask_path
+
+
+def _process(path: Path, job: _Job, mask_path: Path, quicklook_path: Path, attrs: dict) -> None:
     """Predict one product's mask and write the quicklook, then the mask (its presence marks completion)."""
-    from cloud_tasks.hdf import read_converted
     from cloud_tasks.ml.data import normalise
 
-    product = read_converted(path, labels=("bayes",))
-    if product.refs.shape[:2] != product.bts.shape[:2]:
-        raise InputError(path, f"refs {product.refs.shape} and bts {product.bts.shape} are not on one grid")
+    product = read_converted(path, labels=("bayes",))  # shapes and dtypes checked before reading
     x, n_finite = normalise(product.refs, product.bts)
-    whole = method == "whole"
-    mask = predict_whole(predict, x) if whole else predict_mosaic(predict, x, batch_size=batch_size)
+    if job.method == "whole":
+        mask = predict_whole(job.predict, x)
+    else:
+        mask = predict_mosaic(job.predict, x, batch_size=job.batch_size)
     mask[n_finite == 0] = np.nan
-    write_quicklook(
-        quicklook_path, product.refs, mask, product.labels["bayes"], attrs["threshold"], attrs["product_name"]
-    )
+    write_quicklook(quicklook_path, product.refs, mask, product.labels["bayes"], job.threshold, attrs["product_name"])
     _write_mask(mask_path, mask, attrs)
-    log.info("%s: mask written, %.1f%% cloud", mask_path, 100 * np.nanmean(_binary(mask, attrs["threshold"])))
+    log.info("%s: mask written, %.1f%% cloud", mask_path, 100 * np.nanmean(_binary(mask, job.threshold)))
 
 
-def _predictor(model_path: Path) -> Predict:
-    """Load the model (InputError if it is not one) and return a function (n, rows, cols, 9) -> (n, rows, cols).
+def _predictor(model_path: Path, *, precision: str = "float32", xla: bool = False) -> Predict:
+    """Load and check the model (InputError naming it if it is not one of ours) and return a function
+    (n, rows, cols, 9) float32 -> (n, rows, cols) float32 probabilities.
 
     One ``tf.function`` with free spatial dimensions serves every image and patch size without
-    retracing, and avoids ``Model.predict``'s per-call overhead.
+    retracing (with ``xla``, XLA compiles once per shape), and avoids ``Model.predict``'s per-call overhead.
     """
     import tensorflow as tf
 
-    from cloud_tasks.ml.model import N_CHANNELS, configure_devices, load_model
+    from cloud_tasks.ml.model import configure_devices, load_model
 
     configure_devices()
-    model = load_model(model_path, compile=False)
+    model = _with_precision(load_model(model_path, compile=False), precision)
+    _check_model(model, model_path)
     signature = [tf.TensorSpec((None, None, None, N_CHANNELS), tf.float32)]
-    forward = tf.function(lambda x: model(x, training=False)[..., 0], input_signature=signature)
-    return lambda batch: forward(tf.convert_to_tensor(batch)).numpy()
+
+    def forward(x):
+        return tf.cast(model(x, training=False)[..., 0], tf.float32)
+
+    compiled = tf.function(forward, input_signature=signature, jit_compile=xla)
+    return lambda batch: compiled(tf.convert_to_tensor(batch)).numpy()
+
+
+def _with_precision(model, precision: str):
+    """``model`` computing under the dtype policy ``precision`` with the same weights, its output layer in
+    float32 (probabilities near 0 and 1 keep their resolution). A saved model keeps the policies it was
+    built with, so the layers are rebuilt under the asked one; a model already so is returned as it is."""
+    import keras
+
+    output_layer = model.layers[-1]
+
+    def policy(layer) -> str:
+        return "float32" if layer is output_layer else precision
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if all(layer.dtype_policy.name == policy(layer) for layer in layers):
+        return model
+    copy = keras.models.clone_model(
+        model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": policy(layer)})
+    )
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _check_model(model, path: Path) -> None:
+    """Refuse a model that does not map any image of 9 channels to one cloud probability per pixel."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputError(path, f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs, not one each")
+    shape = tuple(model.inputs[0].shape)
+    if shape[1:] != (None, None, N_CHANNELS):
+        raise InputError(path, f"model input shape {shape}: inference needs (None, None, None, {N_CHANNELS})")
+    probe = np.zeros((1, PROBE_SIDE, PROBE_SIDE, N_CHANNELS), np.float32)
+    try:
+        output_shape = tuple(model(probe, training=False).shape)
+    except Exception as exc:  # Keras/TensorFlow raise many kinds for a model that cannot take the image
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        raise InputError(path, f"model fails on a {probe.shape} image: {type(exc).__name__}: {first_line}") from None
+    if output_shape != (1, PROBE_SIDE, PROBE_SIDE, 1):
+        raise InputError(
+            path,
+            f"model maps a {probe.shape} image to {output_shape}, not to one cloud probability per pixel "
+            f"{(1, PROBE_SIDE, PROBE_SIDE, 1)}",
+        )
 
 
 def predict_whole(predict: Predict, x: np.ndarray, band_pixels: int = BAND_PIXELS, margin: int = BAND_MARGIN):
@@ -136,13 +231,13 @@ def predict_whole(predict: Predict, x: np.ndarray, band_pixels: int = BAND_PIXEL
     are kept. 64 rows exceed the U-Net's receptive-field radius (~60 px): bands join exactly.
     """
     rows, cols = x.shape[:2]
-    padded_cols = _round_up(cols, MULTIPLE)
-    band_rows = max(MULTIPLE, (band_pixels // padded_cols) // MULTIPLE * MULTIPLE - 2 * margin)
+    padded_cols = _round_up(cols, POOLING_MULTIPLE)
+    band_rows = max(POOLING_MULTIPLE, (band_pixels // padded_cols) // POOLING_MULTIPLE * POOLING_MULTIPLE - 2 * margin)
     mask = np.empty((rows, cols), np.float32)
     for top in range(0, rows, band_rows):
         start = max(0, top - margin)  # a multiple of 8: pooling cells stay aligned with the image's
         stop = min(rows, top + band_rows + margin)
-        band = _pad_to(x[start:stop], _round_up(stop - start, MULTIPLE), padded_cols)
+        band = _pad_to(x[start:stop], _round_up(stop - start, POOLING_MULTIPLE), padded_cols)
         prob = predict(band[None])[0]
         keep = min(band_rows, rows - top)
         mask[top : top + keep] = prob[top - start : top - start + keep, :cols]
@@ -251,10 +346,19 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="cloud probability from which a pixel is cloudy")
     p.add_argument("--method", choices=METHODS, default="whole", help="whole-image passes or the reference's mosaic")
     p.add_argument("--batch-size", type=int, default=8, help="patches per model call (mosaic method)")
-    p.set_defaults(func=_main)
+    p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy of the layers")
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=False, help="XLA-compile the model")
+    p.set_defaults(func=run_cli)
 
 
-def _main(args: argparse.Namespace) -> None:
+def run_cli(args: argparse.Namespace) -> None:
     run_inference(
-        args.model, args.inputs, args.out, threshold=args.threshold, method=args.method, batch_size=args.batch_size
+        args.model,
+        args.inputs,
+        args.out,
+        threshold=args.threshold,
+        method=args.method,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        xla=args.xla,
     )

@@ -14,90 +14,97 @@ Outputs in OUT:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import json
 import logging
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cloud_tasks import __version__
-from cloud_tasks.atomic import atomic_file, write_json
-from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.hdf import LABEL_SOURCES
+from cloud_tasks.atomic import atomic_file, output_dir, write_json
+from cloud_tasks.errors import CloudTasksError, InputError
+from cloud_tasks.layout import ModelFiles
+from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.paths import expand_inputs
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
-PARAMS_FILE = "params.json"
-HISTORY_CSV = "history.csv"
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.keras$")
 KEEP_CHECKPOINTS = 2
+DEFAULT_OPTIONS = TrainOptions()
 
 
 def train(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
+    options: TrainOptions = DEFAULT_OPTIONS,
     *,
-    epochs: int = 30,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    clip_offset: int = 15,
-    train_split: float = 0.8,
-    label: str = "bayes",
-    patch_size: int = 256,
-    seed: int = 42,
     cpu_only: bool = False,
-    class_weights: tuple[float, float] = (1.0, 1.0),
 ) -> Path:
     """Train the U-Net on the converted products ``inputs`` (files, folders, globs, lists); return the model path.
 
-    A finished ``out_dir`` with the same parameters is left as it is; an interrupted one resumes
-    after its last checkpoint; one trained for fewer epochs with otherwise equal parameters is
-    trained on up to ``epochs``. ``batch_size`` is the global batch (split across GPUs).
+    A finished ``out_dir`` with the same options is left as it is; an interrupted one resumes after its last
+    checkpoint; one trained for fewer epochs with otherwise equal options is trained on up to ``options.epochs``.
+    One run at a time per ``out_dir``: a second one refuses at once (InputError).
     """
+    files = ModelFiles(output_dir(out_dir))
+    with _exclusive(files):
+        return _train(inputs, files, options, cpu_only)
+
+
+@contextlib.contextmanager
+def _exclusive(files: ModelFiles) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on OUT's lock file for the whole run (released by the OS if the run dies)."""
+    try:
+        fd = os.open(files.lock, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(files.folder, f"cannot create its lock file: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(files.folder, "another training run holds it") from None
+        except OSError as exc:
+            raise InputError(files.folder, f"cannot lock it: {exc.strerror}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _train(inputs: Sequence[str | Path], files: ModelFiles, options: TrainOptions, cpu_only: bool) -> Path:
     from cloud_tasks.ml import data
 
-    _check_parameters(epochs, batch_size, clip_offset, patch_size, train_split)
-    out = Path(out_dir)
-    products = data.select_products(expand_inputs(inputs, ".h5"), label, patch_size)
-    params = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "clip_offset": clip_offset,
-        "train_split": train_split,
-        "label": label,
-        "patch_size": patch_size,
-        "seed": seed,
-        "class_weights": [float(w) for w in class_weights],
-        "products": sorted(p.name for p in products),
-    }
-    previous = _read_json(out / PARAMS_FILE)
+    products = data.select_products(expand_inputs(inputs, ".h5"), options.label, options.patch_size)
+    names = sorted(p.name for p in products)
+    previous = _previous_run(files)
     if previous is not None:
-        _check_same_run(out, previous["parameters"], params)
-        if (out / MODEL_FILE).is_file() and previous["parameters"] == params:
-            log.info("%s already holds a model trained with these parameters: nothing to do", out)
-            return out / MODEL_FILE
-    done, checkpoint = _latest_checkpoint(out / CHECKPOINT_DIR)
-    if done > epochs:
-        raise CloudTasksError(f"{out} was already trained for {done} epochs, more than the {epochs} asked")
+        _check_same_run(files.folder, previous, options, names)
+        if files.model.is_file() and previous == (options, names):
+            log.info("%s already holds a model trained with these options: nothing to do", files.folder)
+            return files.model
+    done, checkpoint = _latest_checkpoint(files.checkpoints)
+    if done > options.epochs:
+        raise CloudTasksError(
+            f"{files.folder} was already trained for {done} epochs, more than the {options.epochs} asked"
+        )
 
-    train_set, test_set = data.split_products(products, train_split, seed)
+    train_set, test_set = data.split_products(products, options.train_split, options.seed)
     summary = {
-        "parameters": params,
+        "parameters": {**options.as_dict(), "products": names},
         "train_products": [p.name for p in train_set],
         "test_products": [p.name for p in test_set],
         "train_patches": sum(p.n_patches for p in train_set),
         "test_patches": sum(p.n_patches for p in test_set),
-        "test_majority_rate": data.majority_rate(test_set, label, patch_size, clip_offset),
+        "test_majority_rate": data.majority_rate(test_set, options.label, options.patch_size, options.clip_offset),
         "cloud_tasks_version": __version__,
     }
     # model.keras marks a finished run: a stale one (fewer epochs) must not outlive this start.
-    (out / MODEL_FILE).unlink(missing_ok=True)
-    write_json(out / PARAMS_FILE, summary)
+    files.model.unlink(missing_ok=True)
+    write_json(files.params, summary)
     log.info(
         "training on %d product(s) (%d patches), testing on %d (%d patches)",
         len(train_set),
@@ -105,79 +112,92 @@ def train(
         len(test_set),
         summary["test_patches"],
     )
-
-    resume = (done, checkpoint)
-    model, summary["test_accuracy"] = _fit(out, train_set, test_set, params, resume=resume, cpu_only=cpu_only)
-    _finish(out, model, summary)
+    model, summary["test_accuracy"] = _fit(files, (train_set, test_set), options, (done, checkpoint), cpu_only)
+    _finish(files, model, summary)
     log.info(
         "test accuracy %.4f (majority-class rate %.4f); model in %s",
         summary["test_accuracy"],
         summary["test_majority_rate"],
-        out / MODEL_FILE,
+        files.model,
     )
-    return out / MODEL_FILE
+    return files.model
 
 
-def _fit(out: Path, train_set, test_set, params: dict, *, resume: tuple[int, Path | None], cpu_only: bool):
-    """Build the model or load the checkpoint ``resume`` (epochs done, path), fit it up to
-    ``params['epochs']``; return it and its test accuracy."""
+def _fit(files: ModelFiles, products: tuple, options: TrainOptions, resume: tuple[int, Path | None], cpu_only: bool):
+    """Build the model or load the checkpoint ``resume`` (epochs done, path), fit it up to ``options.epochs``
+    on ``products`` (train set, test set); return it and its test accuracy."""
     import keras
 
     from cloud_tasks.ml import data
     from cloud_tasks.ml.model import build_unet, compile_unet, configure_devices, load_model
 
     strategy = configure_devices(cpu_only)
-    keras.utils.set_random_seed(params["seed"])
+    keras.utils.set_random_seed(options.seed)
     done, checkpoint = resume
-    with strategy.scope():
+    with _dtype_policy(options.precision), strategy.scope():
         if checkpoint:
             log.info("resuming after epoch %d from %s", done, checkpoint)
             model = load_model(checkpoint)
         else:
             model = compile_unet(
                 build_unet(),
-                learning_rate=params["learning_rate"],
-                clip_offset=params["clip_offset"],
-                class_weights=tuple(params["class_weights"]),
+                learning_rate=options.learning_rate,
+                clip_offset=options.clip_offset,
+                class_weights=options.class_weights,
+                jit_compile=options.jit_compile,
             )
-    datasets = {
-        name: data.make_dataset(
-            products,
-            label=params["label"],
-            patch_size=params["patch_size"],
-            batch_size=params["batch_size"],
-            shuffle=name == "train",
-            seed=params["seed"],
+    train_set, test_set = (
+        data.make_dataset(
+            subset,
+            label=options.label,
+            patch_size=options.patch_size,
+            batch_size=options.batch_size,
+            shuffle=shuffle,
+            seed=options.seed,
         )
-        for name, products in (("train", train_set), ("test", test_set))
-    }
-    _truncate_history(out / HISTORY_CSV, done)
-    if done < params["epochs"]:
+        for subset, shuffle in zip(products, (True, False), strict=True)
+    )
+    _repair_history(files.history_csv, done)
+    if done < options.epochs:
         model.fit(
-            datasets["train"],
-            validation_data=datasets["test"],
-            epochs=params["epochs"],
+            train_set,
+            validation_data=test_set,
+            epochs=options.epochs,
             initial_epoch=done,
-            callbacks=_callbacks(out, model),
+            callbacks=_callbacks(files, model),
             shuffle=False,  # the training dataset shuffles itself
             verbose=2,
         )
-    return model, model.evaluate(datasets["test"], verbose=0, return_dict=True)["accuracy"]
+    return model, model.evaluate(test_set, verbose=0, return_dict=True)["accuracy"]
 
 
-def _callbacks(out: Path, model) -> list:
-    """History CSV before the checkpoint, so that a resume never misses an epoch's row (see _truncate_history)."""
+@contextlib.contextmanager
+def _dtype_policy(precision: str) -> Iterator[None]:
+    """Keras's global dtype policy set to ``precision`` while the model is built or loaded (its layers keep it)."""
+    import keras
+
+    from cloud_tasks.ml.model import set_precision
+
+    previous = keras.config.dtype_policy()
+    set_precision(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _callbacks(files: ModelFiles, model) -> list:
+    """History CSV before the checkpoint, so that a resume never misses an epoch's row (see _repair_history)."""
     import keras
 
     from cloud_tasks.ml.model import EpochTimer
 
-    checkpoints = out / CHECKPOINT_DIR
     return [
         EpochTimer(),  # first, so that the loggers after it record its timings (benchmarks read them)
-        keras.callbacks.CSVLogger(str(out / HISTORY_CSV), append=True),
-        _tensorboard(out / "logs"),
+        keras.callbacks.CSVLogger(str(files.history_csv), append=True),
+        _tensorboard(files.tensorboard),
         keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: _save_checkpoint(model, checkpoints, epoch + 1)
+            on_epoch_end=lambda epoch, logs: _save_checkpoint(model, files.checkpoints, epoch + 1)
         ),
     ]
 
@@ -228,36 +248,62 @@ def _latest_checkpoint(directory: Path) -> tuple[int, Path | None]:
     return max(checkpoints) if checkpoints else (0, None)
 
 
-def _truncate_history(path: Path, epochs_done: int) -> None:
-    """Drop history rows of epochs after the checkpoint we resume from (written before a kill), so
-    that the re-run epochs appear once."""
-    if not path.is_file():
+def _repair_history(path: Path, epochs_done: int) -> None:
+    """Keep in history.csv one valid row per epoch before the checkpoint we resume from: rows of later epochs
+    (written before a kill), duplicates, repeated headers, truncated rows and garbage go, so that the re-run
+    epochs appear once. Without a valid header the file goes (the logger starts a new one)."""
+    header, rows = _history_rows(path)
+    if not header:
+        path.unlink(missing_ok=True)
         return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs_done]
-    if len(kept) < len(rows):
-        with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
-            csv.writer(f).writerows(kept)
+    kept = [header] + [row for epoch, row in sorted(rows.items()) if epoch < epochs_done]
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(kept)
+
+
+def _history_rows(path: Path) -> tuple[list[str], dict[int, list[str]]]:
+    """The header of history.csv (its first line starting with ``epoch``) and its valid rows by epoch, the
+    last row of an epoch winning: a valid row has the header's length, an integer epoch and numbers elsewhere."""
+    if not path.is_file():
+        return [], {}
+    header, rows = [], {}
+    for line in path.read_text(errors="replace").replace("\0", "").splitlines():
+        try:
+            row = next(csv.reader([line]), [])
+        except csv.Error:
+            continue
+        if not header:
+            header = row if row[:1] == ["epoch"] and len(set(row)) == len(row) and all(row) else []
+        elif len(row) == len(header) and row[0].isascii() and row[0].isdigit() and all(map(_is_float_text, row[1:])):
+            rows[int(row[0])] = row
+    return header, rows
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
     """history.csv as Keras's ``History.history``: column name -> values by epoch."""
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {key: [float(row[key]) for row in rows] for key in rows[0]} if rows else {}
+    header, rows = _history_rows(path)
+    ordered = [rows[epoch] for epoch in sorted(rows)]
+    return {key: [float(row[i]) for row in ordered] for i, key in enumerate(header)} if ordered else {}
 
 
-def _finish(out: Path, model, summary: dict) -> None:
+def _finish(files: ModelFiles, model, summary: dict) -> None:
     """Write history.json, the curves and the final params.json, then the model (the completion mark)."""
     from cloud_tasks.ml.model import save_model
 
-    history = _read_history(out / HISTORY_CSV)
-    write_json(out / "history.json", history)
-    _plot_history(history, out / "training_curves.png")
+    history = _read_history(files.history_csv)
+    write_json(files.history_json, history)
+    _plot_history(history, files.curves)
     summary["epochs_completed"] = len(history.get("epoch", []))
-    write_json(out / PARAMS_FILE, summary)
-    save_model(model, out / MODEL_FILE)
+    write_json(files.params, summary)
+    save_model(model, files.model)
 
 
 def _plot_history(history: dict[str, list[float]], path: Path) -> None:
@@ -276,35 +322,34 @@ def _plot_history(history: dict[str, list[float]], path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100)
 
 
-def _check_parameters(epochs: int, batch_size: int, clip_offset: int, patch_size: int, train_split: float) -> None:
-    if epochs < 1 or batch_size < 1:
-        raise CloudTasksError(f"epochs and batch size must be positive (got {epochs}, {batch_size})")
-    if patch_size % 8 or patch_size <= 2 * clip_offset:
-        raise CloudTasksError(
-            f"patch size {patch_size} must be a multiple of 8 (three poolings) "
-            f"and exceed twice the clip offset {clip_offset}"
-        )
-    if not 0.0 < train_split <= 1.0:
-        raise CloudTasksError(f"train split must be in (0, 1], got {train_split}")
+def _previous_run(files: ModelFiles) -> tuple[TrainOptions, list[str]] | None:
+    """The options and products of the run that OUT already holds (None if it holds none), checked."""
+    if not files.params.is_file():
+        return None
+    try:
+        recorded = json.loads(files.params.read_text())
+        parameters = recorded["parameters"]
+        products = parameters["products"]
+        if not isinstance(products, list) or not all(isinstance(name, str) for name in products):
+            raise TypeError("products is not a list of names")
+        return TrainOptions.from_mapping(parameters), products
+    except (OSError, ValueError, KeyError, TypeError, CloudTasksError) as exc:
+        raise InputError(files.params, f"not the parameters of a training run ({exc}): delete OUT to retrain") from None
 
 
-def _check_same_run(out: Path, previous: dict, params: dict) -> None:
-    """Refuse to mix runs: an OUT may only be resumed or extended (more epochs) with the same parameters."""
-    changed = sorted(
-        key for key in params.keys() | previous.keys() if key != "epochs" and previous.get(key) != params.get(key)
-    )
+def _check_same_run(out: Path, previous: tuple[TrainOptions, list[str]], options: TrainOptions, products) -> None:
+    """Refuse to mix runs: an OUT may only be resumed or extended (more epochs) with the same options."""
+    before, now = previous[0].as_dict(), options.as_dict()
+    changed = sorted(key for key in now if key != "epochs" and before[key] != now[key])
+    changed += ["products"] if previous[1] != products else []
     if changed:
         raise CloudTasksError(
             f"{out} holds a training run with different {', '.join(changed)}: use another output folder or delete it"
         )
 
 
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def register(subparsers) -> None:
-    """Add the ``train`` sub-command."""
+    """Add the ``train`` sub-command: its options and defaults are ``TrainOptions``'."""
     p = subparsers.add_parser(
         "train",
         help="train the U-Net cloud mask on converted HDF5 products",
@@ -313,33 +358,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="HDF_INPUT", help="converted .h5 files, folders, globs or .txt lists")
     p.add_argument("out", metavar="OUT", help="output folder (model, checkpoints, history, logs)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs to train in all (resumed runs included)")
-    p.add_argument("--batch-size", type=int, default=32, help="global batch size, in patches")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--clip-offset", type=int, default=15, help="border cut from every patch in the loss, px")
-    p.add_argument("--train-split", type=float, default=0.8, help="share of products used for training")
-    p.add_argument("--label", choices=LABEL_SOURCES, default="bayes", help="mask the model learns")
-    p.add_argument("--patch-size", type=int, default=256, help="training patch side, px (multiple of 8)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the split, shuffling and weights")
-    p.add_argument(
-        "--class-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("CLEAR", "CLOUD"), help="loss weights"
-    )
+    TrainOptions.add_arguments(p)
     p.add_argument("--cpu-only", action="store_true", help="hide GPUs from TensorFlow")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=run_cli)
 
 
-def _main(args: argparse.Namespace) -> None:
-    train(
-        args.inputs,
-        args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        clip_offset=args.clip_offset,
-        train_split=args.train_split,
-        label=args.label,
-        patch_size=args.patch_size,
-        seed=args.seed,
-        cpu_only=args.cpu_only,
-        class_weights=tuple(args.class_weights),
-    )
+def run_cli(args: argparse.Namespace) -> None:
+    train(args.inputs, args.out, TrainOptions.from_args(args), cpu_only=args.cpu_only)
