@@ -150,14 +150,16 @@ class CloudTasksOperator(BaseOperator):
         command = self.local_command()
         self.log.info("Running %s", " ".join(command))
         error_line = None
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        environment = {**os.environ, **CONTAINER_ENVIRONMENT}
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        ) as process:
             for line in process.stdout:
-                line = line.rstrip()
-                if line.startswith(ERROR_PREFIX):
-                    error_line = line
-                    self.log.error("%s", line)
-                else:
-                    self.log.info("%s", line)
+                level, message = log_level(line.rstrip())
+                if message.startswith(ERROR_PREFIX):
+                    error_line = message
+                if level is not None:
+                    self.log.log(level, "%s", message)
         if process.returncode != 0:
             reason = f": {error_line}" if error_line else ""
             message = f"`{' '.join(command)}` exited with status {process.returncode}{reason}"
@@ -166,6 +168,27 @@ class CloudTasksOperator(BaseOperator):
 
                 raise AirflowFailException(message)
             raise RuntimeError(message)
+
+
+# The CLI's log lines: "2026-12-04 17:20:01,123 WARNING cloud_tasks.convert: message" (cloud_tasks.cli)
+_CLI_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) (.*)$")
+# TensorFlow/absl start-up chatter written by C++ before Python's logging (I/W lines of oneDNN, cuda probing)
+_NATIVE_NOISE = re.compile(r"^[IW]\d{4} \S+\s+\d+ \S+\.(cc|h):\d+\]")
+
+
+def log_level(line: str) -> tuple[int | None, str]:
+    """The level and text a child's output line is logged with: the CLI's own level without its timestamp
+    (the task log adds one), ERROR for its ``error:`` line, None (dropped) for native start-up noise."""
+    import logging
+
+    if _NATIVE_NOISE.match(line):
+        return None, line
+    if line.startswith(ERROR_PREFIX):
+        return logging.ERROR, line
+    match = _CLI_LOG_LINE.match(line)
+    if match:
+        return logging.getLevelName(match[1]), match[2]
+    return logging.INFO, line
 
 
 def _remove_container(docker, name: str | None) -> None:

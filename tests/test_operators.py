@@ -89,3 +89,24 @@ def test_a_root_container_user_is_refused(tmp_path, monkeypatch, user):
     monkeypatch.setenv("CLOUD_TASKS_CONTAINER_USER", user)
     with pytest.raises(ValueError, match="must not run as root"):
         operator(tmp_path, runner="docker").docker_operator()
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "text"),
+    [
+        ("2026-12-04 17:20:01,123 WARNING cloud_tasks.convert: 3 skipped", "WARNING", "cloud_tasks.convert: 3 skipped"),
+        ("2026-12-04 17:20:01,123 INFO cloud_tasks.ml.train: epoch 1", "INFO", "cloud_tasks.ml.train: epoch 1"),
+        ("error: /data/x.h5: not a converted product", "ERROR", "error: /data/x.h5: not a converted product"),
+        ("I0000 00:00:1796405566.484563   19704 port.cc:153] oneDNN custom operations are on.", None, None),
+        ("Epoch 1/3", "INFO", "Epoch 1/3"),
+    ],
+)
+def test_child_output_is_logged_at_its_own_level_without_native_noise(line, level, text):
+    import logging
+
+    from cloud_tasks.operators import log_level
+
+    found, message = log_level(line)
+    assert (logging.getLevelName(found) if found else None) == level
+    if level:
+        assert message == text
