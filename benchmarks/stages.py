@@ -1,13 +1,22 @@
-"""The DAG's task bodies as plain functions of JSON values, for ``benchmarks.measure`` (a fresh interpreter
-per stage): each builds the typed ``DayRun`` from the plan's values, as the DAG's tasks do."""
+"""The DAGs' task bodies as plain functions of JSON values, for ``benchmarks.measure`` (a fresh interpreter
+per stage): each builds the typed ``DayRun`` from the plan's values, as the DAGs' tasks do."""
 
 from __future__ import annotations
 
-from cloud_tasks.pipeline import DayRun, compare_day, convert_chunk, extract_chunk, plan_run
+from cloud_tasks.pipeline import compare_day, convert_chunk, extract_chunk, write_training_lists
+from cloud_tasks.planning import DayRun, plan_day, plan_training
 
 
 def plan(params: dict) -> dict:
-    return plan_run(params).as_xcom()
+    return plan_day(params).as_xcom()
+
+
+def plan_training_run(params: dict) -> dict:
+    return plan_training(params).as_xcom()
+
+
+def training_set(plan: dict) -> dict:
+    return write_training_lists(plan["data_root"], plan["key"], plan["chunks"], plan["holdout_days"])
 
 
 def extract(products: list[str], day: str, data_root: str) -> list[str]:
