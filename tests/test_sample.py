@@ -188,6 +188,29 @@ def test_measurement_variables(products):
     assert np.isnan(sza[:, g.tp_valid_columns :]).all() and not np.isnan(sza[:, : g.tp_valid_columns]).any()
 
 
+def test_geodetic_in_is_the_1km_geolocation_of_the_tie_points(products):
+    g = sample.GRIDS["small"]
+    for product in products.values():
+        with netCDF4.Dataset(product / "geodetic_in.nc") as ds:
+            assert (ds.resolution, ds.track_offset) == ("[ 1000 1000 ]", g.track_offset_in)
+            for name, units in (("latitude_in", "degrees_north"), ("longitude_in", "degrees_east")):
+                var = ds[name]
+                assert (
+                    var.dtype == np.int32 and var.shape == (g.rows, g.columns) and var.dimensions == ("rows", "columns")
+                )
+                assert (var.scale_factor, var._FillValue, var.units) == (1e-6, -(2**31), units)
+                assert var.standard_name == name.removesuffix("_in") and "add_offset" not in var.ncattrs()
+            assert ds["elevation_in"].dtype == np.int16 and ds["latitude_orphan_in"].dimensions[1] == "orphan_pixels"
+        for name in ("latitude", "longitude"):  # 1 km pixel (y, x) is 0.5 km pixel (2y, 2x): same micro-degrees
+            fine = read(product / "geodetic_an.nc", f"{name}_an", raw=True)
+            assert np.array_equal(read(product / "geodetic_in.nc", f"{name}_in", raw=True), fine[::2, ::2])
+        lat_in, lon_in = (read(product / "geodetic_in.nc", f"{n}_in") for n in ("latitude", "longitude"))
+        lat_tx, lon_tx = (read(product / "geodetic_tx.nc", f"{n}_tx") for n in ("latitude", "longitude"))
+        assert np.allclose(lat_in[:, g.track_offset_in], lat_tx[:, g.track_offset_tn], atol=1e-6)  # on a tie point
+        assert np.allclose(lon_in[:, g.track_offset_in], lon_tx[:, g.track_offset_tn], atol=1e-6)
+        assert np.all(np.abs(np.diff(lat_in, axis=0)) < 0.02)  # ~1 km apart: no jumps
+
+
 def test_day_night_and_twilight_products(products, specs):
     kinds = {stem: kind_of(p) for stem, p in products.items()}
     assert {stem: s.kind for stem, s in specs.items()} == kinds
@@ -269,6 +292,9 @@ def test_matchups(archive, products, specs):
         assert rows.x_cems.between(0, g.columns - 1).all() and rows.y_cems.between(0, g.rows - 1).all()
         lat = read(products[stem] / "geodetic_an.nc", "latitude_an")
         assert np.allclose(lat[2 * rows.y_cems, 2 * rows.x_cems], rows.latitude_an, atol=1e-9)
+        for name in ("latitude", "longitude"):  # the 1 km geolocation agrees with the table at its pixels
+            values = read(products[stem] / "geodetic_in.nc", f"{name}_in")
+            assert np.allclose(values[rows.y_cems, rows.x_cems], rows[f"{name}_an"], atol=1e-9)
         bayes = read(products[stem] / "flags_in.nc", "bayes_in", raw=True)
         assert np.array_equal(bayes[rows.y_cems, rows.x_cems], rows.bayes_in)
     assert table.cems_path.nunique() == 3

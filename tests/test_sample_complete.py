@@ -33,7 +33,7 @@ def test_complete_product_on_a_copy_of_the_real_product(tmp_path):
     assert {p.name: p.read_bytes() for p in product.iterdir() if p.name in before} == before
     with netCDF4.Dataset(product / "S1_quality_an.nc") as quality:
         expected = {k: quality.getncattr(k) for k in ("product_name", "track_offset", "start_offset", "start_time")}
-    for path in written:
+    for path in (p for p in written if p.name.endswith("_an.nc")):  # geodetic_in.nc: in check_geodetic_in
         with netCDF4.Dataset(path) as ds:
             assert {k: ds.getncattr(k) for k in expected} == expected and ds.resolution == "[ 500 500 ]"
     assert expected["track_offset"] == 1996 and expected["start_offset"] == 4081
@@ -59,8 +59,31 @@ def test_complete_product_on_a_copy_of_the_real_product(tmp_path):
     lat_tx = read(product / "geodetic_tx.nc", "latitude_tx")
     assert lat_an.shape == (2396, 3000)
     assert np.allclose(lat_an[::2, 1996], lat_tx[:, 64], atol=1e-5)  # an column 1996 lies on tie-point column 64
+    check_geodetic_in(product, lat_an)
 
     assert sample.complete_product(product) == []
+
+
+def check_geodetic_in(product: Path, lat_an: np.ndarray) -> None:
+    """The real product's 1 km geolocation: its tie points at their columns, linear between them, the 0.5 km one."""
+    with netCDF4.Dataset(product / "geodetic_in.nc") as ds, netCDF4.Dataset(product / "flags_in.nc") as flags:
+        assert {k: ds.getncattr(k) for k in flags.ncattrs()} == {k: flags.getncattr(k) for k in flags.ncattrs()}
+        assert ds["latitude_in"].dtype == np.int32 and ds["latitude_in"].scale_factor == 1e-6
+    lat_in, lon_in = (read(product / "geodetic_in.nc", f"{n}_in") for n in ("latitude", "longitude"))
+    lat_tx, lon_tx = (read(product / "geodetic_tx.nc", f"{n}_tx") for n in ("latitude", "longitude"))
+    assert lat_in.shape == (1198, 1500) and not np.isnan(lat_in).any() and not np.isnan(lon_in).any()
+    assert np.allclose(lat_in[:, 998], lat_tx[:, 64], atol=1e-5)  # in column 998 lies on tie-point column 64
+    assert np.allclose(lon_in[:, 998], lon_tx[:, 64], atol=1e-5)
+    assert np.allclose(lat_in, lat_an[::2, ::2], atol=1.5e-6)
+    # Between tie points, against a linear interpolation in degrees: near the pole (this scene reaches 89 deg N)
+    # degrees are not linear along the swath, so compare as a ground distance, within half a 1 km pixel.
+    columns = (np.arange(1500) - 998) / 16 + 64
+    valid = ~np.isnan(lat_tx[0])
+    for row in (0, 600, 1197):
+        lat, lon = (np.interp(columns, np.flatnonzero(valid), tie[row, valid]) for tie in (lat_tx, lon_tx))
+        east = (lon_in[row] - lon + 180) % 360 - 180
+        km = 111.195 * np.hypot(lat_in[row] - lat, east * np.cos(np.radians(lat)))
+        assert km.max() < 0.5
 
 
 def test_complete_product_rejects_bad_input(tmp_path):
@@ -86,7 +109,9 @@ def generated_product(tmp_path) -> Path:
 
 def test_completing_a_generated_product_restores_its_coordinates(generated_product):
     originals = {
-        name: read(generated_product / "geodetic_an.nc", name, raw=True) for name in ("latitude_an", "longitude_an")
+        (file, f"{name}_{grid}"): read(generated_product / file, f"{name}_{grid}", raw=True)
+        for grid, file in (("an", "geodetic_an.nc"), ("in", "geodetic_in.nc"))
+        for name in ("latitude", "longitude")
     }
     for name in sample.COMPLETED_FILES:
         (generated_product / name).unlink()
@@ -94,8 +119,8 @@ def test_completing_a_generated_product_restores_its_coordinates(generated_produ
     written = sample.complete_product(generated_product, seed=0)
 
     assert sorted(p.name for p in written) == sorted(sample.COMPLETED_FILES)
-    for name, values in originals.items():  # the same tie points, grids and interpolation: the same micro-degrees
-        assert np.array_equal(read(generated_product / "geodetic_an.nc", name, raw=True), values)
+    for (file, name), values in originals.items():  # the same tie points, grids and interpolation: same micro-degrees
+        assert np.array_equal(read(generated_product / file, name, raw=True), values), name
     rad = read(generated_product / "S1_radiance_an.nc", "S1_radiance_an")
     assert rad.shape == sample.GRIDS["small"].an_shape and np.isfinite(rad).mean() > 0.99
 

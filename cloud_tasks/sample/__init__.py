@@ -4,7 +4,14 @@
 writes ``N`` zipped products in the CEDA layout (``OUT/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD/<name>.zip``)
 and the day's match-up table (``layout.matchups_path``: ``OUT/matchups/sst_matchups_YYYYMMDD.h5``).
 ``python -m cloud_tasks make-sample PRODUCT.SEN3 --complete`` adds the files a partial real product lacks
-(``S1..S6_radiance_an.nc``, ``geodetic_an.nc``), consistent with the files it has.
+(``S1..S6_radiance_an.nc``, ``geodetic_an.nc``, ``geodetic_in.nc``), consistent with the files it has.
+
+Geolocation: every product (generated or completed) carries ``geodetic_tx.nc`` (tie points, float64 degrees)
+and, interpolated from it through unit vectors (safe across the poles and 180 deg), ``geodetic_an.nc`` (0.5 km)
+and ``geodetic_in.nc`` (1 km: ``latitude_in``/``longitude_in`` int32 micro-degrees, ``scale_factor`` 1e-6,
+``_FillValue`` -2**31, as real SLSTR; ``elevation_in`` int16 m). The 1 km pixel (y, x) lies where the 0.5 km
+pixel (2y, 2x) does, so ``geodetic_in[y, x]`` equals ``geodetic_an[2y, 2x]``; the match-up table's
+``latitude_an``/``longitude_an`` are those values at its pixel ``(y_cems, x_cems)``.
 
 Generated products copy the real product's variable names, dtypes, dimensions, attributes, global
 attributes and compression (zlib level 2 + shuffle, one chunk per variable). The modules, each documenting
@@ -16,7 +23,7 @@ its own decisions and simplifications:
 | ``specs`` | the products of an archive: names, sensing times, orbits, illumination kind, seeds |
 | ``scene`` | scene physics: geometry, surface, SST, clouds, brightness temperatures, reflectance |
 | ``flags`` | the L1 flag words (``confidence_in``, ``bayes_in``, ``cloud_in``, exceptions) |
-| ``netcdf`` | writing NetCDF files like the real ones; radiance and ``geodetic_an`` files |
+| ``netcdf`` | writing NetCDF files like the real ones; radiance and geodetic (``an``, ``in``) files |
 | ``product`` | every file of a generated ``.SEN3`` folder (``manifest``: its ``xfdumanifest.xml``) |
 | ``archive`` | zipped products in the CEDA layout and the day's match-ups |
 | ``matchups`` | the SST buoy match-up table of the day products |

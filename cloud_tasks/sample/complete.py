@@ -1,10 +1,13 @@
-"""Completion of a partial real product: the ``S1..S6_radiance_an.nc`` and ``geodetic_an.nc`` it lacks.
+"""Completion of a partial real product: the ``S1..S6_radiance_an.nc``, ``geodetic_an.nc`` and ``geodetic_in.nc``
+it lacks.
 
 The added files are consistent with the files present: the 0.5 km grid is twice the 1 km grid of
-``flags_in.nc``; global attributes come from the ``S{n}_quality_an.nc`` files (``resolution`` and
-``track_offset`` included); radiances come from a cloudiness derived from the real brightness temperatures
-and the surface flags, ``E0`` of the quality files and the solar zenith angle of ``geometry_tn.nc``;
-coordinates are interpolated from the ``geodetic_tx.nc`` tie points. Existing files are never modified.
+``flags_in.nc``; global attributes of the 0.5 km files come from the ``S{n}_quality_an.nc`` files, those of
+``geodetic_in.nc`` from ``flags_in.nc`` (``resolution`` and ``track_offset`` included); radiances come from a
+cloudiness derived from the real brightness temperatures and the surface flags, ``E0`` of the quality files and
+the solar zenith angle of ``geometry_tn.nc``; coordinates of both grids are interpolated from the
+``geodetic_tx.nc`` tie points (so ``geodetic_in`` at (y, x) equals ``geodetic_an`` at (2y, 2x) up to rounding).
+Existing files are never modified.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from cloud_tasks.errors import InputError
 from cloud_tasks.hdf import REFLECTANCE_CHANNELS
 from cloud_tasks.sample.flags import CONFIDENCE_MEANINGS, bit
 from cloud_tasks.sample.grid import geodetic_on_grid, micro_degrees, parse_resolution, resample, tie_point_positions
-from cloud_tasks.sample.netcdf import radiance_counts, write_geodetic_an, write_radiance_file
+from cloud_tasks.sample.netcdf import radiance_counts, write_geodetic, write_radiance_file
 from cloud_tasks.sample.product import (
     BT_FILES,
     FLAGS_FILE,
-    GEODETIC_AN_FILE,
+    GEODETIC_FILES,
     GEODETIC_TX_FILE,
     GEOMETRY_FILE,
     QUALITY_FILES,
@@ -35,7 +38,7 @@ from cloud_tasks.sample.scene import reflectance_of, sunlight
 
 log = logging.getLogger(__name__)
 
-COMPLETED_FILES = (*RADIANCE_FILES.values(), GEODETIC_AN_FILE)
+COMPLETED_FILES = (*RADIANCE_FILES.values(), *GEODETIC_FILES.values())
 _NEEDED_FILES = (FLAGS_FILE, GEOMETRY_FILE, GEODETIC_TX_FILE, BT_FILES["S8"], BT_FILES["S9"], *QUALITY_FILES.values())
 
 
@@ -85,17 +88,22 @@ class _Inputs:
     lon_tp: np.ndarray
     geodetic_grid: _TiePointGrid
     e0: dict[str, float]  # solar irradiance of detector 0, by channel
-    an_attrs: dict  # global attributes of the quality files, given to the files written
+    an_attrs: dict  # global attributes of the quality files, given to the 0.5 km files written
     an_grid: _TiePointGrid
+    in_attrs: dict  # global attributes of flags_in.nc, given to geodetic_in.nc
+    in_grid: _TiePointGrid
 
-    @property
-    def an_shape(self) -> tuple[int, int]:
-        return 2 * self.confidence.shape[0], 2 * self.confidence.shape[1]
+    def shape(self, grid: str) -> tuple[int, int]:
+        """(rows, columns) of the ``in`` (1 km) or ``an`` (0.5 km) grid."""
+        factor = {"in": 1, "an": 2}[grid]
+        return factor * self.confidence.shape[0], factor * self.confidence.shape[1]
 
-    def positions(self, tie: _TiePointGrid) -> tuple[np.ndarray, np.ndarray]:
-        """Tie-point positions of every 0.5 km pixel on a tie-point grid."""
-        an = self.an_grid
-        return tie_point_positions(self.an_shape, an.resolution, an.track_offset, tie.resolution, tie.track_offset)
+    def positions(self, tie: _TiePointGrid, grid: str = "an") -> tuple[np.ndarray, np.ndarray]:
+        """Tie-point positions of every pixel of the ``an`` or ``in`` grid on a tie-point grid."""
+        image = {"an": self.an_grid, "in": self.in_grid}[grid]
+        return tie_point_positions(
+            self.shape(grid), image.resolution, image.track_offset, tie.resolution, tie.track_offset
+        )
 
     def has(self, name: str) -> np.ndarray:
         """Where ``confidence_in`` carries the flag ``name``."""
@@ -103,7 +111,7 @@ class _Inputs:
 
 
 def _read_inputs(folder: Path) -> _Inputs:
-    confidence, _ = _read_variable(folder / FLAGS_FILE, "confidence_in")
+    confidence, in_attrs = _read_variable(folder / FLAGS_FILE, "confidence_in")
     bt11, _ = _read_variable(folder / BT_FILES["S8"], "S8_BT_in")
     bt12, _ = _read_variable(folder / BT_FILES["S9"], "S9_BT_in")
     sza_tp, tn_attrs = _read_variable(folder / GEOMETRY_FILE, "solar_zenith_tn")
@@ -125,6 +133,8 @@ def _read_inputs(folder: Path) -> _Inputs:
         e0,
         an_attrs,
         _TiePointGrid.of(folder / QUALITY_FILES[REFLECTANCE_CHANNELS[-1]], an_attrs),
+        in_attrs,
+        _TiePointGrid.of(folder / FLAGS_FILE, in_attrs),
     )
 
 
@@ -157,18 +167,21 @@ def _write_radiances(folder: Path, todo: list[str], inputs: _Inputs, rng: np.ran
     return written
 
 
-def _write_geodetic_an(folder: Path, inputs: _Inputs) -> Path:
-    """``geodetic_an.nc`` from the tie points; elevation 50 m on land, 0 at sea."""
-    lat, lon = geodetic_on_grid(inputs.lat_tp, inputs.lon_tp, *inputs.positions(inputs.geodetic_grid))
-    elevation = np.repeat(np.repeat(np.where(inputs.has("land"), 50, 0).astype(np.int16), 2, axis=0), 2, axis=1)
-    path = folder / GEODETIC_AN_FILE
+def _write_geodetic(folder: Path, inputs: _Inputs, grid: str) -> Path:
+    """``geodetic_an.nc`` or ``geodetic_in.nc`` from the tie points; elevation 50 m on land, 0 at sea."""
+    lat, lon = geodetic_on_grid(inputs.lat_tp, inputs.lon_tp, *inputs.positions(inputs.geodetic_grid, grid))
+    elevation = np.where(inputs.has("land"), 50, 0).astype(np.int16)
+    if grid == "an":
+        elevation = np.repeat(np.repeat(elevation, 2, axis=0), 2, axis=1)
+    attrs = {"an": inputs.an_attrs, "in": inputs.in_attrs}[grid]
+    path = folder / GEODETIC_FILES[grid]
     with atomic_file(path) as tmp:
-        write_geodetic_an(tmp, inputs.an_attrs, micro_degrees(lat), micro_degrees(lon), elevation)
+        write_geodetic(tmp, attrs, grid, micro_degrees(lat), micro_degrees(lon), elevation)
     return path
 
 
 def complete_product(sen3_dir: str | Path, seed: int = 0) -> list[Path]:
-    """Add the missing ``S1..S6_radiance_an.nc`` and ``geodetic_an.nc`` to a partial product; return what was written.
+    """Add the missing ``COMPLETED_FILES`` (radiances, geodetic files) to a partial product; return those written.
 
     See the module's documentation for how they are made. Existing files are never modified.
     """
@@ -188,7 +201,6 @@ def complete_product(sen3_dir: str | Path, seed: int = 0) -> list[Path]:
     written = []
     if any(name in RADIANCE_FILES.values() for name in todo):
         written += _write_radiances(folder, todo, inputs, rng)
-    if GEODETIC_AN_FILE in todo:
-        written.append(_write_geodetic_an(folder, inputs))
+    written += [_write_geodetic(folder, inputs, grid) for grid, name in GEODETIC_FILES.items() if name in todo]
     log.info("completed %s: %s", folder.name, ", ".join(p.name for p in written))
     return written

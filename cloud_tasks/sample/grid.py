@@ -76,6 +76,12 @@ def an_positions(grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
     return tie_point_positions(grid.an_shape, AN_RESOLUTION, grid.track_offset_an, TN_RESOLUTION, grid.track_offset_tn)
 
 
+def in_positions(grid: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Tie-point positions of the 1 km grid of a generated product (1 km pixel (y, x) = 0.5 km pixel (2y, 2x))."""
+    shape = (grid.rows, grid.columns)
+    return tie_point_positions(shape, IN_RESOLUTION, grid.track_offset_in, TN_RESOLUTION, grid.track_offset_tn)
+
+
 def _axis_weights(pos: np.ndarray, n: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     """Left neighbour and its weight for fractional positions on an axis of ``n`` samples (clamped to the ends)."""
     pos = np.clip(pos, 0, n - 1)
@@ -112,5 +118,5 @@ def geodetic_on_grid(
 
 
 def micro_degrees(values: np.ndarray) -> np.ndarray:
-    """Degrees as the int32 micro-degrees ``geodetic_an.nc`` stores."""
+    """Degrees as the int32 micro-degrees ``geodetic_an.nc`` and ``geodetic_in.nc`` store."""
     return np.rint(values * 1e6).astype(np.int32)

@@ -2,8 +2,9 @@
 
 Radiances ``L = R * E0 * cos(SZA) / pi`` on the 0.5 km grid (each 1 km value repeated 2x2, plus 0.5 km
 noise), fill where SZA >= 90 deg or unknown (no VIS/SWIR at night: ``S{n}_exception_an`` ``ISP_absent``).
-``geodetic_an.nc``: ``latitude_an``/``longitude_an`` int32 with ``scale_factor`` 1e-6 (as real SLSTR),
-``elevation_an`` int16 metres. Both kinds of file are written for generated and for completed products.
+``geodetic_an.nc`` and ``geodetic_in.nc``: ``latitude_<grid>``/``longitude_<grid>`` int32 micro-degrees
+(``scale_factor`` 1e-6, ``_FillValue`` -2**31, no ``add_offset``: as real SLSTR), ``elevation_<grid>`` int16 metres.
+Radiance and geodetic files are written for generated and for completed products.
 """
 
 from __future__ import annotations
@@ -132,8 +133,10 @@ def write_radiance_file(path: Path, attrs: dict, channel: str, counts: np.ndarra
     write_netcdf(path, attrs, image_dims(counts, orphans), variables)
 
 
-def write_geodetic_an(path: Path, attrs: dict, lat: np.ndarray, lon: np.ndarray, elevation: np.ndarray) -> None:
-    """``geodetic_an.nc``: int32 micro-degree latitude/longitude and int16 elevation (m), plus orphans."""
+def write_geodetic(path: Path, attrs: dict, grid: str, lat: np.ndarray, lon: np.ndarray, elevation: np.ndarray) -> None:
+    """``geodetic_an.nc`` or ``geodetic_in.nc`` (``grid`` "an" or "in"): int32 micro-degree latitude/longitude
+    and int16 elevation (m), plus orphans; variables ``latitude_<grid>``, ``longitude_<grid>``, ``elevation_<grid>``.
+    """
     orphans = orphan_columns(lat.shape[1])
 
     def coordinate(name: str, unit: str, limit: int) -> dict:
@@ -159,6 +162,6 @@ def write_geodetic_an(path: Path, attrs: dict, lat: np.ndarray, lon: np.ndarray,
         ("latitude", lat, coordinate("latitude", "degrees_north", 90)),
         ("longitude", lon, coordinate("longitude", "degrees_east", 180)),
     ):
-        variables.append((f"{name}_an", data, ("rows", "columns"), var_attrs))
-        variables.append((f"{name}_orphan_an", data[:, orphans], ("rows", "orphan_pixels"), var_attrs))
+        variables.append((f"{name}_{grid}", data, ("rows", "columns"), var_attrs))
+        variables.append((f"{name}_orphan_{grid}", data[:, orphans], ("rows", "orphan_pixels"), var_attrs))
     write_netcdf(path, attrs, image_dims(lat, orphans), variables)

@@ -36,7 +36,7 @@ from cloud_tasks.sample.netcdf import (
     orphan_columns,
     pack,
     radiance_counts,
-    write_geodetic_an,
+    write_geodetic,
     write_netcdf,
     write_radiance_file,
 )
@@ -60,14 +60,15 @@ RADIANCE_FILES = {ch: f"{ch}_radiance_an.nc" for ch in REFLECTANCE_CHANNELS}
 QUALITY_FILES = {ch: f"{ch}_quality_an.nc" for ch in REFLECTANCE_CHANNELS}
 BT_FILES = {ch: f"{ch}_BT_in.nc" for ch in BT_CHANNELS}
 FLAGS_FILE, GEOMETRY_FILE, TIME_FILE = "flags_in.nc", "geometry_tn.nc", "time_in.nc"
-GEODETIC_AN_FILE, GEODETIC_TX_FILE = "geodetic_an.nc", "geodetic_tx.nc"
+GEODETIC_FILES = {"an": "geodetic_an.nc", "in": "geodetic_in.nc"}  # by grid
+GEODETIC_AN_FILE, GEODETIC_IN_FILE, GEODETIC_TX_FILE = GEODETIC_FILES["an"], GEODETIC_FILES["in"], "geodetic_tx.nc"
 PRODUCT_FILES = tuple(
     sorted(
         [
             *QUALITY_FILES.values(),
             *RADIANCE_FILES.values(),
             *BT_FILES.values(),
-            *(FLAGS_FILE, GEODETIC_AN_FILE, GEODETIC_TX_FILE, GEOMETRY_FILE, TIME_FILE, MANIFEST),
+            *(FLAGS_FILE, *GEODETIC_FILES.values(), GEODETIC_TX_FILE, GEOMETRY_FILE, TIME_FILE, MANIFEST),
         ]
     )
 )
@@ -266,9 +267,9 @@ def write_product(scene: Scene, sen3_dir: str | Path) -> list[Path]:
         for name, unit, limit in (("latitude", "degrees_north", 90), ("longitude", "degrees_east", 180))
     ]
     write_netcdf(folder / GEODETIC_TX_FILE, tn, tp_dims, geodetic_tx)
-    lat, lon = scene.geodetic_an
-    elevation = np.rint(np.repeat(np.repeat(scene.elevation, 2, axis=0), 2, axis=1)).astype(np.int16)
-    write_geodetic_an(folder / GEODETIC_AN_FILE, an, lat, lon, elevation)
+    elevation = np.rint(scene.elevation).astype(np.int16)
+    write_geodetic(folder / GEODETIC_AN_FILE, an, "an", *scene.geodetic_an, np.repeat(np.repeat(elevation, 2, 0), 2, 1))
+    write_geodetic(folder / GEODETIC_IN_FILE, global_attrs(spec, "in"), "in", *scene.geodetic_in, elevation)
     write_netcdf(folder / TIME_FILE, global_attrs(spec, "in"), {"one": 1, "rows": g.rows}, _time_variables(spec))
     files = sorted(folder.glob("*.nc"))
     (folder / MANIFEST).write_text(manifest(spec, files))

@@ -19,9 +19,9 @@ from cloud_tasks.sample.grid import (
     GridSpec,
     an_positions,
     geodetic_on_grid,
+    in_positions,
     micro_degrees,
     resample,
-    tie_point_positions,
 )
 from cloud_tasks.sample.specs import ProductSpec
 
@@ -76,8 +76,15 @@ class Scene:
     @functools.cached_property
     def geodetic_an(self) -> tuple[np.ndarray, np.ndarray]:
         """``latitude_an``/``longitude_an`` as written: int32 micro-degrees."""
-        pos = an_positions(self.spec.grid)
-        lat, lon = geodetic_on_grid(self.tie_points["latitude_tx"], self.tie_points["longitude_tx"], *pos)
+        return self._geodetic(an_positions(self.spec.grid))
+
+    @functools.cached_property
+    def geodetic_in(self) -> tuple[np.ndarray, np.ndarray]:
+        """``latitude_in``/``longitude_in`` as written: int32 micro-degrees, equal to ``geodetic_an`` at (2y, 2x)."""
+        return self._geodetic(in_positions(self.spec.grid))
+
+    def _geodetic(self, positions: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        lat, lon = geodetic_on_grid(self.tie_points["latitude_tx"], self.tie_points["longitude_tx"], *positions)
         return micro_degrees(lat), micro_degrees(lon)
 
 
@@ -201,7 +208,7 @@ def make_scene(spec: ProductSpec) -> Scene:
     rng = spec.rng(0)  # every draw below comes from this one stream, in this order
     shape = (g.rows, g.columns)
     tie = _tie_point_fields(spec, rng)
-    pos = tie_point_positions(shape, IN_RESOLUTION, g.track_offset_in, TN_RESOLUTION, g.track_offset_tn)
+    pos = in_positions(g)
     sza, vza, lat = (resample(tie[name], *pos) for name in ("solar_zenith_tn", "sat_zenith_tn", "latitude_tx"))
     land, coast, elevation = _surface(rng, shape)
     sst, surface_t = _temperatures(rng, shape, lat, land, spec.kind)
