@@ -75,24 +75,34 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_all(args: argparse.Namespace, sizes: dict, peaks: dict, results: dict) -> None:
-    """Each model's inference then training measures, results written after each (a killed run keeps them)."""
-    started = time.perf_counter()
-    for precision, variant in _models(args.precisions, args.before):
-        model = _compiled(precision, variant)
-        for kind, batch in [("inference", 1)] + [("training", b) for b in sizes["batch_sizes"]]:
-            if args.budget_s and time.perf_counter() - started > args.budget_s:
-                results[kind].append({"precision": precision, "variant": variant, "batch": batch, "skipped": True})
-                continue
-            measure = _training if kind == "training" else _inference
-            row = measure(model, batch, sizes, args.repeats)
-            peak = peaks.get(UNIT_OF_PRECISION[precision])
-            row |= {"precision": precision, "variant": variant, "batch": batch}
-            row["peak_share"] = row["tflops"] / peak if peak else None
-            results[kind].append(row)
-            _write(results, args)
-            print(f"{kind} {precision} {variant} batch {batch}: {_summary(row)}", file=sys.stderr, flush=True)
-        del model
-        keras.backend.clear_session()
+    """Every measure in order of ``_plan``, the results written after each (a killed run keeps them); once
+    ``--budget-s`` has passed, the measures not yet started are listed as skipped."""
+    started, models = time.perf_counter(), {}
+    for precision, variant, kind, batch in _plan(args.precisions, args.before, sizes["batch_sizes"]):
+        if args.budget_s and time.perf_counter() - started > args.budget_s:
+            results[kind].append({"precision": precision, "variant": variant, "batch": batch, "skipped": True})
+            continue
+        if (precision, variant) not in models:
+            models[precision, variant] = _compiled(precision, variant)
+        measure = _training if kind == "training" else _inference
+        row = measure(models[precision, variant], batch, sizes, args.repeats)
+        peak = peaks.get(UNIT_OF_PRECISION[precision])
+        row |= {"precision": precision, "variant": variant, "batch": batch}
+        row["peak_share"] = row["tflops"] / peak if peak else None
+        results[kind].append(row)
+        _write(results, args)
+        print(f"{kind} {precision} {variant} batch {batch}: {_summary(row)}", file=sys.stderr, flush=True)
+
+
+def _plan(precisions: list[str], before: bool, batch_sizes: list[int]) -> list[tuple[str, str, str, int]]:
+    """(precision, variant, kind, batch) of each measure, most wanted first: every model's inference, then
+    training at each batch size in the order given, every model at one batch size before the next size.
+
+    The variants: the current U-Net, and where ``before`` the earlier one under the mixed precisions
+    (under float32 the two are the same computation)."""
+    models = [(p, AFTER) for p in precisions] + [(p, BEFORE) for p in precisions if before and p != "float32"]
+    plan = [(p, v, "inference", 1) for p, v in models]
+    return plan + [(p, v, "training", b) for b in batch_sizes for p, v in models]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,15 +140,6 @@ def _sizes(args: argparse.Namespace) -> dict:
         "images": args.images_per_repeat,
         "warmup": args.warmup_steps,
     }
-
-
-def _models(precisions: list[str], before: bool) -> list[tuple[str, str]]:
-    """(precision, variant) of each model to time: the current U-Net, and where ``before`` the earlier one
-    under the mixed precisions (under float32 both are the same computation)."""
-    models = [(p, AFTER) for p in precisions]
-    if before:
-        models += [(p, BEFORE) for p in precisions if p != "float32"]
-    return models
 
 
 def _compiled(precision: str, variant: str) -> keras.Model:
