@@ -218,7 +218,7 @@ print(json.dumps({{"state": str(run.state), "wall": wall, "intervals": intervals
 def airflow_overhead(work: Path, params: dict) -> list[tuple]:
     """A whole DAG run on a fresh data root, with ``dag.test()`` and through the scheduler, against its
     task durations."""
-    conf = {**params, "runner": "local", "gpu": False}
+    conf = {**params, "runner": "local"}
     for fresh in ("dag-data", "scheduler-data"):  # a fresh data root holding only the production model
         shutil.copytree(DataRoot(params["data_root"]).registry.folder, DataRoot(work / fresh).registry.folder)
     rows = []
@@ -270,6 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     from cloud_tasks.sample import make_sample_archive
 
     work = args.workdir
+    # the deployment settings the DAG runs check (cloud_tasks.deployment): everything below the work folder
+    for name in ("CLOUD_TASKS_ARCHIVE_ROOTS", "CLOUD_TASKS_DATA_ROOTS"):
+        os.environ[name] = str(work.resolve())
+    os.environ.update(CLOUD_TASKS_RUNNERS="local", CLOUD_TASKS_GPU="false")
     started = time.perf_counter()
     make_sample_archive(work / "archive", DAY, args.products, grid="full", seed=3)
     generated = time.perf_counter() - started

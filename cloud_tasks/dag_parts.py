@@ -10,7 +10,7 @@ import os
 
 from airflow.sdk import Asset, Param, get_current_context, task, task_group
 
-from cloud_tasks.operators import DEFAULT_IMAGE
+from cloud_tasks.deployment import Deployment
 from cloud_tasks.planning import DEFAULT_CHUNK_SIZE
 
 SCIENCE, OPERATIONS = "Science: what to process", "Operations: where and how it runs"
@@ -33,35 +33,33 @@ DEFAULT_ARGS = {
 
 
 def operation_params() -> dict[str, Param]:
-    """Where the data is and how the steps run: the deployment's defaults, in the trigger form's Operations."""
+    """Where the data is and how the steps run, within what the deployment allows (``cloud_tasks.deployment``):
+    paths below its roots, one of its runners and images. In the trigger form's Operations section."""
+    allowed = Deployment.from_env()
     return {
         "archive_root": Param(
-            os.environ.get("CLOUD_TASKS_ARCHIVE_ROOT", "/neodc"),
+            allowed.archive_roots[0],
             type="string",
             pattern="^/",
             section=OPERATIONS,
-            description="Root of the CEDA-like archive (<root>/sentinel3a/data/SLSTR/L1_RBT/YYYY/MM/DD).",
+            description=f"The CEDA-like archive, at or below {', '.join(allowed.archive_roots)}.",
         ),
         "data_root": Param(
-            os.environ.get("CLOUD_TASKS_DATA_ROOT", "/opt/airflow/data"),
+            allowed.data_roots[0],
             type="string",
             pattern="^/",
             section=OPERATIONS,
-            description="Where every stage writes its outputs (must be visible to the ML containers).",
+            description=f"Where every stage writes its outputs, at or below {', '.join(allowed.data_roots)}.",
         ),
         "runner": Param(
-            os.environ.get("CLOUD_TASKS_RUNNER", "docker"),
+            allowed.runners[0],
             type="string",
-            enum=["docker", "local"],
+            enum=list(allowed.runners),
             section=OPERATIONS,
             description="Run the ML steps in the GPU image (docker) or as a local process.",
         ),
-        "gpu": Param(True, type="boolean", section=OPERATIONS, description="Give the ML containers the GPUs."),
         "image": Param(
-            os.environ.get("CLOUD_TASKS_IMAGE", DEFAULT_IMAGE),
-            type="string",
-            section=OPERATIONS,
-            description="ML image.",
+            allowed.images[0], type="string", enum=list(allowed.images), section=OPERATIONS, description="The ML image."
         ),
         "chunk_size": Param(
             DEFAULT_CHUNK_SIZE,
@@ -93,7 +91,6 @@ def ml_step_settings(data_root) -> dict:
     """What every ML step of both DAGs shares: the runner's Params, the GPU pool, a generous time limit."""
     return {
         "runner": "{{ params.runner }}",
-        "gpu": "{{ params.gpu }}",
         "image": "{{ params.image }}",
         "data_root": data_root,
         "pool": GPU_POOL,
@@ -182,6 +179,7 @@ def plan_or_fail(context, wait: dt.timedelta):
         plan = plan_day(
             context["params"],
             run_type=_run_type(dag_run),
+            deployment=Deployment.from_env(),
             logical_date=context.get("logical_date"),
             data_interval=interval,
         )

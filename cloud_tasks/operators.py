@@ -15,7 +15,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-DEFAULT_IMAGE = "cloud-tasks-ml:latest"
+from cloud_tasks.deployment import DEFAULT_IMAGE, Deployment, NotAllowedError
+
 CONTAINER_USER_ENV = "CLOUD_TASKS_CONTAINER_USER"
 # Seconds a Docker Engine API call may take: creating a container on the vfs storage driver (tests) copies
 # the whole image, which took over docker-py's default 60 s on a busy 2-core machine.
@@ -57,7 +58,7 @@ class CloudTasksOperator(BaseOperator):
     :param arguments: the CLI arguments (from ``cloud_tasks.pipeline``'s command builders), identical for both runners
     :param runner: ``docker`` (production, GPU image) or ``local`` (a process on the worker)
     :param data_root: bind-mounted at the same path in the container, so paths in ``arguments`` hold there too
-    :param gpu: ask the Docker engine for every GPU of the host
+    :param gpu: ask the Docker engine for every GPU of the host (default: the deployment's ``CLOUD_TASKS_GPU``)
     :param image: the ML image (``docker/Dockerfile``)
     :param read_only_mounts: extra host paths the step only reads (mounted read-only at the same path)
     :param skip_reason: why the step is skipped when ``arguments`` is empty (shown in its log)
@@ -73,7 +74,7 @@ class CloudTasksOperator(BaseOperator):
         arguments: list[str],
         runner: str = "docker",
         data_root: str,
-        gpu: bool = True,
+        gpu: bool | None = None,
         image: str = DEFAULT_IMAGE,
         read_only_mounts: list[str] | None = None,
         skip_reason: str = "",
@@ -105,7 +106,7 @@ class CloudTasksOperator(BaseOperator):
             image=self.image,
             command=[str(a) for a in self.arguments],  # the image's entrypoint is `python -m cloud_tasks`
             mounts=mounts,
-            device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if _truthy(self.gpu) else None,
+            device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if self._gpu() else None,
             network_mode="none",
             user=container_user(),
             auto_remove="success",
@@ -121,6 +122,7 @@ class CloudTasksOperator(BaseOperator):
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException(self.skip_reason or "nothing to run for this step")
+        self._check_allowed()
         if self.runner == "docker":
             result = self._run_container(context)
         elif self.runner == "local":
@@ -130,6 +132,20 @@ class CloudTasksOperator(BaseOperator):
         for asset in self.outlets if self.event else ():
             context["outlet_events"][asset].extra = dict(self.event)
         return result
+
+    def _gpu(self) -> bool:
+        return Deployment.from_env().gpu if self.gpu is None else _truthy(self.gpu)
+
+    def _check_allowed(self) -> None:
+        """Never mount or run what the deployment does not allow, whatever the plan said (checked again here)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            Deployment.from_env().check_step(
+                runner=self.runner, image=self.image, data_root=self.data_root, read_only=list(self.read_only_mounts)
+            )
+        except NotAllowedError as exc:
+            raise AirflowFailException(f"{self.task_id}: refused: {exc}") from exc
 
     def _run_container(self, context):
         """Run the step's container; remove it (and any left by an earlier try) unless it succeeded."""

@@ -152,8 +152,13 @@ def find_products(params: dict, start: dt.date, end: dt.date) -> list[Path]:
     return discover(params["archive_root"], begin, finish, params.get("missions") or list(MISSIONS))
 
 
-def plan_day(params: dict, *, run_type=None, logical_date=None, data_interval=None) -> DayPlan:
-    """Plan a masking run; its product list may be empty (the DAG waits for products to arrive)."""
+def plan_day(params: dict, *, run_type=None, logical_date=None, data_interval=None, deployment=None) -> DayPlan:
+    """Plan a masking run; its product list may be empty (the DAG waits for products to arrive).
+
+    With a ``deployment`` (the DAGs'), every path, runner and image the Params name is checked against it.
+    """
+    if deployment is not None:
+        deployment.check_params(params)
     start, end = run_day(params, run_type, logical_date, data_interval)
     data = DataRoot(params["data_root"])
     version = _model_version(data, params.get("model") or PRODUCTION)
@@ -231,8 +236,10 @@ class TrainingPlan:
         }
 
 
-def plan_training(params: dict) -> TrainingPlan:
+def plan_training(params: dict, *, deployment=None) -> TrainingPlan:
     """Plan a training run over ``[start, end)``: every day's products, converted with the daily functions."""
+    if deployment is not None:
+        deployment.check_params(params)
     start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end"])
     if end <= start:
         raise PlanError(f"the training period is empty: end {end} is not after start {start}")

@@ -37,6 +37,7 @@ from cloud_tasks.dag_parts import (
     operation_params,
     process_chunk,
 )
+from cloud_tasks.deployment import Deployment
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.operators import CloudTasksOperator
 from cloud_tasks.planning import HOLDOUTS
@@ -85,7 +86,7 @@ def slstr_train_model():
         from cloud_tasks.planning import plan_training
 
         try:
-            return plan_training(get_current_context()["params"]).as_xcom()
+            return plan_training(get_current_context()["params"], deployment=Deployment.from_env()).as_xcom()
         except CloudTasksError as exc:
             raise AirflowFailException(str(exc)) from exc
 

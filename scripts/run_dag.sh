@@ -15,6 +15,8 @@ export AIRFLOW_HOME=${AIRFLOW_HOME:-$REPO/.airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# The deployment settings (cloud_tasks/deployment.py): runs may only touch the sample's work folder.
+export CLOUD_TASKS_ARCHIVE_ROOTS=$WORKDIR CLOUD_TASKS_DATA_ROOTS=$WORKDIR CLOUD_TASKS_RUNNERS=local CLOUD_TASKS_GPU=false
 # A per-machine secret, kept out of the repository.
 if [ ! -s "$AIRFLOW_HOME/jwt_secret" ]; then
   mkdir -p "$AIRFLOW_HOME"
@@ -32,7 +34,7 @@ conf=$(python - "$WORKDIR" "$EPOCHS" "$DATE" <<'PY'
 import datetime as dt, json, sys
 workdir, epochs, date = sys.argv[1], int(sys.argv[2]), dt.date.fromisoformat(sys.argv[3])
 print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "runner": "local",
-                  "gpu": False, "start": date.isoformat(), "end": (date + dt.timedelta(days=1)).isoformat(),
+                  "start": date.isoformat(), "end": (date + dt.timedelta(days=1)).isoformat(),
                   "epochs": epochs, "batch_size": 8, "promote": True}))
 PY
 )
@@ -44,7 +46,7 @@ conf=$(python - "$WORKDIR" "$DATE" <<'PY'
 import json, sys
 workdir, date = sys.argv[1], sys.argv[2]
 print(json.dumps({"archive_root": f"{workdir}/archive", "data_root": f"{workdir}/data", "date": date,
-                  "runner": "local", "gpu": False}))
+                  "runner": "local"}))
 PY
 )
 airflow dags test slstr_cloud_mask "$DATE" --conf "$conf" > "$WORKDIR/dag-test.log" 2>&1 \

@@ -21,6 +21,10 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["CLOUD_TASKS_RETRY_DELAY_SECONDS"] = "1"
 os.environ["CLOUD_TASKS_PRODUCT_WAIT_HOURS"] = "0"  # a day without products ends its run at once
+# The deployment's allowed roots (cloud_tasks.deployment): the tests' archives and data roots are temporary folders.
+os.environ["CLOUD_TASKS_ARCHIVE_ROOTS"] = os.environ["CLOUD_TASKS_DATA_ROOTS"] = tempfile.gettempdir()
+os.environ["CLOUD_TASKS_RUNNERS"] = "local,docker"
+os.environ["CLOUD_TASKS_GPU"] = "false"
 
 REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))
 SAMPLE_DATE = dt.date(2024, 6, 1)

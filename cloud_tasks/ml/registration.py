@@ -14,7 +14,7 @@ from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file, write_json
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.hdf import INPUT_CHANNELS
-from cloud_tasks.layout import ModelFiles
+from cloud_tasks.layout import HDF_SUFFIX, ModelFiles
 from cloud_tasks.paths import expand_inputs
 from cloud_tasks.registry import ModelRegistry, Version
 
@@ -25,7 +25,7 @@ def held_out(training: ModelFiles, inputs: Sequence[str | Path]) -> list[Path]:
     """The products training kept for testing (``params.json``'s ``test_products``) among ``inputs``."""
     params = json.loads(training.params.read_text())
     names = set(params.get("test_products", []))
-    found = [p for p in expand_inputs(inputs, ".h5") if p.name in names]
+    found = [p for p in expand_inputs(inputs, HDF_SUFFIX) if p.stem in names]
     if not found:
         raise CloudTasksError(f"{training.params}: none of its test products is among the inputs")
     return found

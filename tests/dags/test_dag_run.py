@@ -46,7 +46,6 @@ def run(dag, archive: Path, data_root: Path, **conf):
         "data_root": str(data_root),
         "date": DAY.isoformat(),
         "runner": "local",
-        "gpu": False,
         "chunk_size": 1,
         **conf,
     }

@@ -24,7 +24,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 TRAIN_DAYS = (dt.date(2024, 6, 1), dt.date(2024, 6, 2))
 MASK_DAY = dt.date(2024, 6, 3)
 PRODUCTS_PER_DAY = 3
-RUNNER = {"runner": "local", "gpu": False, "chunk_size": 1}
+RUNNER = {"runner": "local", "chunk_size": 1}
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,6 @@ def run(dag, archive: Path, data_root: Path, model: Path, **conf):
         "archive_root": str(archive),
         "data_root": str(data_root),
         "runner": "local",
-        "gpu": False,
         "chunk_size": 1,
         **conf,
     }

@@ -54,7 +54,6 @@ def run_conf(archive: Path, data_root: Path, **extra) -> dict:
         "archive_root": str(archive),
         "data_root": str(data_root),
         "runner": "local",
-        "gpu": False,
         "epochs": 1,
         "batch_size": 4,
         **extra,

@@ -98,7 +98,7 @@ def container_ids() -> tuple[int, int]:
 
 def run_dag(dag, archive: Path, data_root: Path, **conf) -> Path:
     """One successful ``dag.test()`` run of the sample day (fails with the unsuccessful tasks otherwise)."""
-    run_conf = {"archive_root": str(archive), "data_root": str(data_root), "gpu": False, "epochs": 2, "batch_size": 4}
+    run_conf = {"archive_root": str(archive), "data_root": str(data_root)}
     dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf | conf)
     failed = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances() if ti.state != "success"}
     assert dag_run.state == "success", failed
