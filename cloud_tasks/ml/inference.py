@@ -83,11 +83,11 @@ def run_inference(
     ``BatchFailures`` listing them when several failed).
     """
     _check_settings(threshold, method, batch_size, precision)
-    masks = MaskFiles(output_dir(out_dir))
+    paths = expand_inputs(inputs, ".h5")
     model_path = Path(model_path).resolve()
     predict = _predictor(model_path, precision=precision, xla=xla)
+    masks = MaskFiles(output_dir(out_dir))  # made once the model is known good: a bad one leaves no OUT behind
     job = _Job(predict, model_path, sha256(model_path), masks, threshold, method, batch_size)
-    paths = expand_inputs(inputs, ".h5")
     written, failures = [], []
     for path in paths:
         try:

@@ -51,9 +51,12 @@ def train(
     checkpoint; one trained for fewer epochs with otherwise equal options is trained on up to ``options.epochs``.
     One run at a time per ``out_dir``: a second one refuses at once (InputError).
     """
-    files = ModelFiles(output_dir(out_dir))
+    from cloud_tasks.ml import data
+
+    products = data.select_products(expand_inputs(inputs, ".h5"), options.label, options.patch_size)
+    files = ModelFiles(output_dir(out_dir))  # made once the inputs are known good: bad ones leave no OUT behind
     with _exclusive(files):
-        return _train(inputs, files, options, cpu_only)
+        return _train(products, files, options, cpu_only)
 
 
 @contextlib.contextmanager
@@ -75,10 +78,10 @@ def _exclusive(files: ModelFiles) -> Iterator[None]:
         os.close(fd)
 
 
-def _train(inputs: Sequence[str | Path], files: ModelFiles, options: TrainOptions, cpu_only: bool) -> Path:
+def _train(products: list, files: ModelFiles, options: TrainOptions, cpu_only: bool) -> Path:
+    """Train on the usable ``products`` into ``files``, whose lock this process holds."""
     from cloud_tasks.ml import data
 
-    products = data.select_products(expand_inputs(inputs, ".h5"), options.label, options.patch_size)
     names = sorted(p.name for p in products)
     previous = _previous_run(files)
     if previous is not None:
