@@ -2,7 +2,7 @@
 
 The API server mounts a FastAPI app at ``/cloud-masks``; an external view puts it in the UI's
 navigation (the UI shows it in a frame). The page reads only what the pipeline wrote to the data
-root (``CLOUD_TASKS_DATA_ROOT``, the DAG's default): run summaries, SST summaries and PNGs.
+root (the deployment's first ``CLOUD_TASKS_DATA_ROOTS``, the DAGs' default): run summaries, SST summaries and PNGs.
 
 Authentication is Airflow's: the UI session's JWT cookie or an ``Authorization: Bearer`` token,
 validated by the auth manager as for Airflow's REST API; the user must also be allowed the custom
@@ -24,7 +24,6 @@ import html
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -34,12 +33,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from markupsafe import Markup
 
+from cloud_tasks.deployment import Deployment
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DataRoot, MaskFiles, ModelFiles, inside
 
 log = logging.getLogger(__name__)
 
-DATA_ROOT_ENV, DEFAULT_DATA_ROOT = "CLOUD_TASKS_DATA_ROOT", "/opt/airflow/data"  # as the DAG's data_root param
 URL_PREFIX = "/cloud-masks"
 RESOURCE_NAME = "Cloud masks"  # the custom view the auth manager authorises
 DAYS_PER_PAGE = 31
@@ -53,7 +52,7 @@ TEMPLATES.filters["num"] = lambda value, spec=".3f": "–" if value is None else
 
 def configured_root() -> Path:
     """The data root the DAG writes to by default; read per request, so a changed setting needs no restart."""
-    return Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
+    return Path(Deployment.from_env().data_roots[0])
 
 
 # --- reading the data root ----------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_airflow_mounts_the_page_and_lists_it_in_the_navigation(results, token, 
     """Airflow's own API app, from its plugin manager, serves the page on the configured data root."""
     from airflow.api_fastapi.app import create_app
 
-    monkeypatch.setenv("CLOUD_TASKS_DATA_ROOT", str(results))
+    monkeypatch.setenv("CLOUD_TASKS_DATA_ROOTS", str(results))
     with TestClient(create_app(apps="core"), headers={"Authorization": f"Bearer {token()}"}) as airflow:
         assert airflow.get("/cloud-masks/api/days").json()["total"] == len(DAYS)
         plugins = airflow.get("/api/v2/plugins").json()["plugins"]

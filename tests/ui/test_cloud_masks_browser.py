@@ -95,7 +95,7 @@ def airflow_server(results, tmp_path_factory):
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(64),
-        CLOUD_TASKS_DATA_ROOT=str(results),
+        CLOUD_TASKS_DATA_ROOTS=str(results),
     )
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, timeout=300, capture_output=True)
     log = home / "api-server.log"

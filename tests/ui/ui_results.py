@@ -90,13 +90,16 @@ def write_model(files: ModelFiles, rng: np.random.Generator, epochs: int = 5) ->
     return files.model
 
 
+MODEL_SHA256 = "0" * 64  # the made-up model of every mask here
+
+
 def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A mask file as inference writes it: cloud probabilities near the truth, with its attributes."""
     probability = np.clip(cloud * 0.8 + rng.uniform(0, 0.6, cloud.shape), 0, 1).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("mask", data=probability)
-        f.attrs.update(model=str(model), model_sha256="0" * 64, product_name=product, threshold=0.5, method="whole")
+        f.attrs.update(model=str(model), model_sha256=MODEL_SHA256, product_name=product, threshold=0.5, method="whole")
     return probability
 
 
@@ -146,7 +149,7 @@ def write_day(
     names = product_names(day, products)
     own_model = model_day is None or model_day == day
     model = write_model(data.model(day), rng) if own_model else data.model(model_day).model
-    tables = []
+    tables, sst_report = [], None
     for i, name in enumerate(names):
         if i < failed:
             continue  # no converted file: summarise_day lists the product as failed
@@ -168,8 +171,8 @@ def write_day(
     if sst and tables:
         matchup_table.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables).to_csv(matchup_table, index=False)
-        compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
-    return summarise_day(names, DayRun(day, data))
+        sst_report = compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
+    return summarise_day(names, DayRun(day, data), model_version="v1", model_sha256=MODEL_SHA256, sst=sst_report)
 
 
 def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date | None = None) -> None:
