@@ -9,7 +9,6 @@ in a child process under an address-space limit.
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import resource
 import subprocess
@@ -28,6 +27,7 @@ from cloud_tasks.layout import MaskFiles, ModelFiles
 from cloud_tasks.ml.train import _history_rows, _repair_history
 
 from .conftest import CLI, REPO, files_below
+from .test_hostile_io import read_only_folder  # noqa: F401 (a fixture: a folder not even root writes into)
 
 # TensorFlow maps ~1.6 GiB of address space once imported (measured: VmPeak of an import and a small
 # prediction); a 20000 x 20000 product would need ~17 GB read, so this limit catches any unchecked read.
@@ -326,39 +326,22 @@ def test_model_of_the_wrong_shape_is_refused(case, models, sandbox):
 # ---------------------------------------------------------------- bad output locations
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A folder nobody may write into, not even root: a read-only tmpfs (as root) or mode 555."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a read-only tmpfs: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.mark.parametrize("command", ["inference", "train"])
 @pytest.mark.parametrize("where", ["an existing file", "a read-only folder", "below a read-only folder"])
-def test_bad_out_is_one_clear_error(command, where, sandbox, model, read_only_folder):
+def test_bad_out_is_one_clear_error(command, where, sandbox, model, request):
     product = write_product(sandbox / "in", 0)
-    out, problem = {
-        "an existing file": (sandbox / "in" / "out.txt", "output folder is an existing file, not a folder"),
-        "a read-only folder": (read_only_folder, "output folder is not writable"),
-        "below a read-only folder": (read_only_folder / "out", "cannot create the output folder: .*"),
-    }[where]
     if where == "an existing file":
+        out, problem = sandbox / "in" / "out.txt", "output folder is an existing file, not a folder"
         out.write_text("keep me")
-    before = outside(sandbox, read_only_folder)
+    elif where == "a read-only folder":
+        out, problem = request.getfixturevalue("read_only_folder"), "output folder is not writable"
+    else:
+        out, problem = request.getfixturevalue("read_only_folder") / "out", "cannot create the output folder: .*"
+    before = outside(sandbox, out)
     argv = ["inference", model, product, out] if command == "inference" else ["train", product, out, *TRAIN_ARGS]
     result = run_limited(*argv)
     assert_refused(result.returncode, result.stderr, out, problem)
-    assert outside(sandbox, read_only_folder) == before
+    assert outside(sandbox, out) == before
 
 
 # ---------------------------------------------------------------- concurrent training, damaged history
