@@ -7,7 +7,13 @@ Attributes: ``model`` (path), ``model_sha256``, ``product_name``, ``threshold`` 
 cut recorded for downstream use), ``method`` and ``source_hdf``. ``OUT/<product_name>.png`` is a
 quicklook: false-colour reflectances (S3, S2, S1) beside the thresholded model mask and the
 Bayesian mask. Night products are skipped; a mask already made by the same model (same SHA-256)
-with the same threshold is kept as it is.
+with the same threshold is kept as it is. ``<product_name>`` is the input's ``product_name`` attribute,
+used only once it parses as an SLSTR product name (``naming.stem_from_file``); each input is checked
+against its own ``grid_shape`` before it is read (``hdf.check_converted``), and the model must map an
+image of 9 channels to one probability per pixel. A bad product fails alone: the others are masked.
+
+``--precision mixed_bfloat16|mixed_float16`` runs the layers in 16 bits (the output layer in float32;
+masks within 0.02 of float32's, see tests/test_ml.py), ``--xla`` compiles the forward pass with XLA.
 
 Two ways to predict give the same mask within a tolerance (see tests/test_ml.py):
 ``whole`` (the default, ~2x faster) runs the fully convolutional model on the whole image padded

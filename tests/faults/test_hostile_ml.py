@@ -385,7 +385,7 @@ epoch,accuracy,loss
 
 
 def test_damaged_history_keeps_one_valid_row_per_epoch_below_the_checkpoint(tmp_path):
-    path = tmp_path / "history.csv"
+    path = ModelFiles(tmp_path).history_csv
     path.write_text(DAMAGED_HISTORY)
     _repair_history(path, 2)
     assert path.read_text() == "epoch,accuracy,loss\n0,0.55,0.85\n1,0.65,0.75\n"
@@ -394,7 +394,7 @@ def test_damaged_history_keeps_one_valid_row_per_epoch_below_the_checkpoint(tmp_
 
 
 def test_history_without_a_header_is_started_again(tmp_path):
-    path = tmp_path / "history.csv"
+    path = ModelFiles(tmp_path).history_csv
     path.write_bytes(b"\xff\xfe garbage\n0,1,2\n")
     _repair_history(path, 1)
     assert not path.exists()
