@@ -24,6 +24,7 @@ os.environ["CLOUD_TASKS_PRODUCT_WAIT_HOURS"] = "0"  # a day without products end
 # The deployment's allowed roots (cloud_tasks.deployment): the tests' archives and data roots are temporary folders.
 os.environ["CLOUD_TASKS_ARCHIVE_ROOTS"] = os.environ["CLOUD_TASKS_DATA_ROOTS"] = tempfile.gettempdir()
 os.environ["CLOUD_TASKS_RUNNERS"] = "local,docker"
+os.environ["CLOUD_TASKS_IMAGES"] = "cloud-tasks-ml:latest,cloud-tasks-ml:test"  # docker/test-engine.sh builds :test
 os.environ["CLOUD_TASKS_GPU"] = "false"
 
 REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))

@@ -292,14 +292,26 @@ class Deployment:
         """``wait_until``, failing at once if a component of the deployment dies."""
         return wait_until(condition, timeout=timeout, what=what, services=self.services, interval=interval)
 
-    def wait_for_run(self, run_id: str, timeout: float = 900) -> dict:
-        """Poll a DAG run until it ends; fail with its failed tasks' logs unless it succeeded."""
+    def wait_for_end(self, run_id: str, timeout: float = 900) -> dict:
+        """Poll a DAG run until it ends, whatever its state."""
         path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}"
-        done = self.wait_until(
+        return self.wait_until(
             lambda: (run := self.get(path))["state"] in ("success", "failed") and run,
             timeout=timeout,
             what=f"DAG run {run_id}",
         )
+
+    def task_instances(self, run_id: str) -> dict[tuple[str, int], dict]:
+        found = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", limit=1000)["task_instances"]
+        return {(ti["task_id"], ti["map_index"]): ti for ti in found}
+
+    def task_log(self, run_id: str, task_id: str) -> str:
+        logs = self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return "".join(log.read_text(errors="replace") for log in sorted(logs.rglob("*.log")))
+
+    def wait_for_run(self, run_id: str, timeout: float = 900) -> dict:
+        """Poll a DAG run until it ends; fail with its failed tasks' logs unless it succeeded."""
+        done = self.wait_for_end(run_id, timeout)
         if done["state"] != "success":
             pytest.fail(f"DAG run {run_id} ended {done['state']}:\n{self.failed_tasks(run_id)}")
         return done

@@ -1,19 +1,22 @@
-"""The DAG in a real Airflow deployment: api-server, scheduler, dag-processor and a Celery worker, on
-PostgreSQL and Redis (as docker/docker-compose.yaml deploys it); a run triggered through the REST API,
-and a backfill over two days made with ``airflow backfill create``. Local runner, CPU, small
-generated archives.
+"""The daily DAG in a real Airflow deployment: api-server, scheduler, dag-processor and a Celery worker, on
+PostgreSQL and Redis (as docker/docker-compose.yaml deploys it); a run triggered through the REST API, a
+backfill over two days made with ``airflow backfill create``, a corrupt product fixed and its failed
+instances cleared, and runs asking for paths outside the deployment's roots. Local runner, CPU, small
+generated archives, an untrained model promoted in the registry.
 
 Unpausing the DAG also makes the scheduler start the run of the latest day (catchup is off); it
-finds no product there and fails, and the tests leave it alone.
+finds no product there and ends with one message, and the tests leave it alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from models import install_model
 
 from cloud_tasks.layout import DataRoot
 
@@ -22,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG_ID = "slstr_cloud_mask"
 REST_DAY = dt.date(2024, 6, 1)
 BACKFILL_DAYS = [dt.date(2024, 6, 2), dt.date(2024, 6, 3)]
+FIX_DAY = dt.date(2024, 6, 4)
 PRODUCTS = 4
 
 
@@ -30,14 +34,16 @@ def archive(tmp_path_factory) -> Path:
     from cloud_tasks.sample import make_sample_archive
 
     root = tmp_path_factory.mktemp("deployment-archive")
-    for seed, day in enumerate([REST_DAY, *BACKFILL_DAYS]):
+    for seed, day in enumerate([REST_DAY, *BACKFILL_DAYS, FIX_DAY]):
         make_sample_archive(root, day, PRODUCTS, grid="small", seed=seed)
     return root
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("deployment-data")
+def data_root(tmp_path_factory, untrained_model) -> Path:
+    root = tmp_path_factory.mktemp("deployment-data")
+    install_model(root, untrained_model)  # the production model every run masks with
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +60,12 @@ def run_conf(archive: Path, data_root: Path, **extra) -> dict:
         "archive_root": str(archive),
         "data_root": str(data_root),
         "runner": "local",
-        "epochs": 1,
-        "batch_size": 4,
         **extra,
     }
 
 
 def check_day_outputs(data_root: Path, day: dt.date) -> None:
-    """A day's summary, converted products, model, masks, quicklooks and SST comparison."""
+    """A day's summary, converted products, masks by the production model, quicklooks and SST comparison."""
     data = DataRoot(data_root)
     summary = json.loads(data.summary(day).read_text())
     day_products = sorted(p.name for p in (data.hdf(day) / "day").glob("*.h5"))
@@ -70,7 +74,7 @@ def check_day_outputs(data_root: Path, day: dt.date) -> None:
     assert summary["converted"]["day"] + summary["converted"]["night"] == PRODUCTS
     assert masks == day_products and summary["masked"] == len(masks) >= 1
     assert [p.stem for p in data.masks(day).quicklooks()] == [Path(m).stem for m in masks]
-    assert data.model(day).model.is_file()
+    assert summary["model"]["version"] == "v1" and summary["failed_stages"] == {}
     assert summary["sst"] == json.loads(data.sst(day).summary.read_text())
     assert summary["sst"]["model"]["clear"] > 0
 
@@ -115,3 +119,66 @@ def test_backfill_runs_each_day_of_its_range(deployment, archive, data_root):
         deployment.wait_for_run(run["dag_run_id"])
     for day in BACKFILL_DAYS:
         check_day_outputs(data_root, day)
+
+
+def trigger(deployment, conf: dict) -> str:
+    response = deployment.api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
+    response.raise_for_status()
+    return response.json()["dag_run_id"]
+
+
+def test_a_corrupt_product_fails_without_retry_and_a_cleared_run_then_succeeds(
+    deployment, archive, data_root, tmp_path
+):
+    broken = Path(shutil.copytree(archive, tmp_path / "archive"))
+    bad = sorted(broken.rglob(f"*{FIX_DAY:%Y%m%d}T*.zip"))[0]
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a zip")
+    run_id = trigger(deployment, run_conf(broken, data_root, date=FIX_DAY.isoformat()))
+    assert deployment.wait_for_end(run_id)["state"] == "failed"
+    failed = {key: ti for key, ti in deployment.task_instances(run_id).items() if ti["state"] == "failed"}
+    assert sorted(task for task, _ in failed) == ["process_chunk.extract", "summary"]
+    ((_, index),) = [key for key in failed if key[0] == "process_chunk.extract"]
+    assert failed[("process_chunk.extract", index)]["try_number"] == 1, "bad input is not retried"
+
+    bad.write_bytes(good)  # the operator replaces the file, then clears the failed tasks
+    response = deployment.api.post(
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": run_id, "only_failed": True, "reset_dag_runs": True},
+    )
+    response.raise_for_status()
+    deployment.wait_for_run(run_id)
+    instances = deployment.task_instances(run_id)
+    assert instances[("process_chunk.extract", index)]["rendered_map_index"].endswith(bad.stem), "same map index"
+    reran = instances[("process_chunk.extract", index)]
+    assert instances[("summary", -1)]["start_date"] > reran["end_date"], "summary ran after the re-run instance"
+    check_day_outputs(data_root, FIX_DAY)
+
+
+def test_runs_reaching_outside_the_deployments_roots_fail_at_plan(deployment, archive, data_root, tmp_path):
+    """As a user allowed to trigger: each run fails at ``plan`` naming the Param; nothing is written."""
+    (data_root / "escape").symlink_to("/etc")
+    cases = {
+        "/": {"data_root": "/"},
+        "symlink": {"data_root": str(data_root / "escape" / "cloud")},
+        "dot-dot": {"data_root": f"{data_root}/../../../../etc/cloud"},
+        "archive": {"archive_root": "/etc"},
+    }
+    before = sorted(p.name for p in Path("/etc").iterdir())
+    for case, conf in cases.items():
+        run_id = trigger(deployment, run_conf(archive, data_root, date=REST_DAY.isoformat()) | conf)
+        assert deployment.wait_for_end(run_id)["state"] == "failed", case
+        instances = deployment.task_instances(run_id)
+        assert instances[("plan", -1)]["state"] == "failed" and instances[("plan", -1)]["try_number"] == 1, case
+        param = next(iter(conf))
+        assert f"param {param}:" in deployment.task_log(run_id, "plan") and "outside the allowed roots" in (
+            deployment.task_log(run_id, "plan")
+        ), case
+        assert not any(key[0] == "mask" and ti["state"] == "success" for key, ti in instances.items()), case
+    assert sorted(p.name for p in Path("/etc").iterdir()) == before, "something was written outside the roots"
+    for conf, param in (({"image": "evil:latest"}, "image"), ({"runner": "kubernetes"}, "runner")):
+        response = deployment.api.post(
+            f"/api/v2/dags/{DAG_ID}/dagRuns",
+            json={"logical_date": None, "conf": run_conf(archive, data_root, date=REST_DAY.isoformat()) | conf},
+        )
+        assert response.status_code == 400 and param in response.text, "refused before any run is created"

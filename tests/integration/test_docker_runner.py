@@ -1,10 +1,10 @@
-"""The DAG with the ``docker`` runner on a real Docker Engine (``dag.test()``, ``gpu`` off).
+"""The DAGs with the ``docker`` runner on a real Docker Engine (``dag.test()``, GPUs off).
 
-``train`` and ``inference`` run in containers of the ML image built offline by
-``docker/test-engine.sh``, as the operator's non-root user, without network, with the data root
-bind-mounted at its own path (their inputs read-only); their masks match those of the ``local``
-runner. With ``gpu`` on,
-the engine is asked for a GPU (and, having no NVIDIA runtime here, refuses it).
+The training DAG's ``train`` and ``register`` and the daily DAG's ``mask`` run in containers of the ML
+image built offline by ``docker/test-engine.sh``, as the operator's non-root user, without network,
+with the data root bind-mounted at its own path (their inputs read-only); the masks match those of the
+``local`` runner with the same registered model. With GPUs on, the engine is asked for a GPU (and,
+having no NVIDIA runtime here, refuses it).
 """
 
 from __future__ import annotations
@@ -21,18 +21,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from models import install_model
 
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.operators import CloudTasksOperator, container_user
-from cloud_tasks.pipeline import DayRun, inference_command
+from cloud_tasks.planning import DayRun, inference_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAY = dt.date(2024, 6, 1)
 LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # a manual run at this date processes DAY
-# Both runners train with the same seed on the same converted files, with TensorFlow 2.21 on the same
-# CPU: measured identical masks (max abs diff 0.0). The bounds leave room for TensorFlow's CPU
-# kernels not being bit-reproducible across builds and thread schedules.
+# Both runners mask with the same registered model on the same converted files, with TensorFlow 2.21 on
+# the same CPU. The bounds leave room for TensorFlow's CPU kernels not being bit-reproducible across
+# builds and thread schedules.
 MAX_ABS_DIFF = 0.05
 MIN_AGREEMENT = 0.99  # share of valid pixels on the same side of the 0.5 cloud threshold
 
@@ -97,8 +98,13 @@ def container_ids() -> tuple[int, int]:
 
 
 def run_dag(dag, archive: Path, data_root: Path, **conf) -> Path:
-    """One successful ``dag.test()`` run of the sample day (fails with the unsuccessful tasks otherwise)."""
+    """One successful ``dag.test()`` run over the sample day (fails with the unsuccessful tasks otherwise)."""
     run_conf = {"archive_root": str(archive), "data_root": str(data_root)}
+    if dag.dag_id == "slstr_train_model":
+        period = {"start": DAY.isoformat(), "end": (DAY + dt.timedelta(days=1)).isoformat()}
+        run_conf |= period | {"epochs": 1, "batch_size": 4, "promote": True}
+    else:
+        run_conf["date"] = DAY.isoformat()
     dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf | conf)
     failed = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances() if ti.state != "success"}
     assert dag_run.state == "success", failed
@@ -115,31 +121,46 @@ def archive(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_run(dag, archive, tmp_path_factory) -> Path:
-    return run_dag(dag, archive, tmp_path_factory.mktemp("local-data"), runner="local")
+def local_run(dag, archive, docker_run, tmp_path_factory) -> Path:
+    """The day masked by the local runner with the model the docker run trained."""
+    data_root = tmp_path_factory.mktemp("local-data")
+    install_model(data_root, DataRoot(docker_run[0]).registry.version("v1").model)
+    return run_dag(dag, archive, data_root, runner="local")
 
 
 @pytest.fixture(scope="module")
-def docker_run(dag, archive, docker_engine, tmp_path_factory) -> tuple[Path, ContainerWatch]:
+def training_dag(dag):
+    from airflow.models import DagBag
+
+    return DagBag(dag_folder=str(Path(dag.fileloc).parent)).dags["slstr_train_model"]
+
+
+@pytest.fixture(scope="module")
+def docker_run(dag, training_dag, archive, docker_engine, tmp_path_factory) -> tuple[Path, ContainerWatch]:
     data_root = tmp_path_factory.mktemp("docker-data")
     # The container runs as the operator's non-root user (1000:1000, as this worker is root). As a
     # deployment's data root belongs to its worker's user, this one belongs to the container's, which
     # can then create models/ and masks/ in it; the worker (root here) writes the rest.
-    os.chown(data_root, *container_ids())
+    registry = DataRoot(data_root).registry
+    for folder in (data_root, registry.folder, registry.folder / "training", registry.versions):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, *container_ids())
     with pytest.MonkeyPatch.context() as env, ContainerWatch(docker_engine) as watch:
         env.setenv("DOCKER_HOST", docker_engine.url)  # DockerOperator's default engine
+        run_dag(training_dag, archive, data_root, runner="docker", image=docker_engine.image)
         run_dag(dag, archive, data_root, runner="docker", image=docker_engine.image)
     return data_root, watch
 
 
-def test_train_and_inference_ran_in_locked_down_containers(docker_run, docker_engine):
+def test_train_register_and_mask_ran_in_locked_down_containers(docker_run, docker_engine):
     data_root, watch = docker_run
     data = DataRoot(data_root)
     inputs = {  # what each step only reads: mounted read-only over the writable data root
-        "train": {str(data.hdf_split(DAY))},
-        "inference": {str(data.hdf_split(DAY)), str(data.model(DAY).model)},
+        "train": {str(data.root / "hdf"), str(data.registry.folder / "training")},
+        "models": set(),
+        "inference": {str(data.hdf_split(DAY)), str(data.registry.version("v1").model)},
     }
-    assert [c["command"][0] for c in watch.started] == ["train", "inference"]
+    assert [c["command"][0] for c in watch.started] == ["train", "models", "inference"]
     for container in watch.started:
         assert container["image"] == docker_engine.image
         assert container["network_mode"] == "none"
@@ -161,7 +182,7 @@ def test_containers_wrote_the_model_and_masks_as_their_user(docker_run):
     masks = data.masks(DAY).masks()
     assert summary["failed"] == [] and summary["masked"] == len(masks) == len(day_products) >= 1
     assert [m.name for m in masks] == day_products
-    written = [data.model(DAY).model, *masks, *data.masks(DAY).quicklooks()]
+    written = [*masks, *data.masks(DAY).quicklooks()]
     assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {container_ids()}
     assert summary["sst"]["model"]["clear"] > 0
 
