@@ -16,6 +16,7 @@ import pytest
 from models import install_model
 
 from cloud_tasks.layout import DataRoot
+from cloud_tasks.naming import ProductName
 from cloud_tasks.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
@@ -125,7 +126,8 @@ def test_a_late_product_is_the_only_one_processed_on_re_run(dags, archive, train
     assert mask(dags[1], late_archive, trained).state == "success"
     converted = {p: p.stat().st_mtime_ns for p in data.hdf(MASK_DAY).rglob("*.h5")}
     masks = {p: p.stat().st_mtime_ns for p in data.masks(MASK_DAY).masks()}
-    make_sample_archive(late_archive, MASK_DAY, PRODUCTS_PER_DAY + 1, grid="small", seed=22)
+    (late,) = make_sample_archive(tmp_path / "late", MASK_DAY, 1, grid="small", seed=99)
+    shutil.copy2(late, ProductName.parse(late).archive_path(late_archive))  # arrives after the day was done
     dag_run = mask(dags[1], late_archive, trained)
     assert dag_run.state == "success", states(dag_run)
     new = set(data.hdf(MASK_DAY).rglob("*.h5")) - set(converted)
