@@ -14,7 +14,8 @@ One file per product, ``<out>/{day,night}/<product stem>.h5`` (``layout.converte
 
 NaN marks "no valid value": a fill in the source, a 2x2 block with no valid 0.5 km pixel, and for
 reflectances also a solar zenith angle >= 90 degrees or unknown (night: no sunlight to reflect).
-File attributes: see ``ATTRIBUTES``.
+File attributes: see ``ATTRIBUTES``. Readers check a file against this table and its own ``grid_shape``
+before reading any dataset (``check_converted``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cloud_tasks.errors import InputError
+from cloud_tasks.slstr import MAX_COLUMNS, MAX_PIXELS, MAX_ROWS  # a converted grid is its product's 1 km grid
 
 REFLECTANCE_CHANNELS = ("S1", "S2", "S3", "S4", "S5", "S6")
 BT_CHANNELS = ("S7", "S8", "S9")
@@ -63,9 +65,6 @@ class ConvertedProduct:
         return str(self.attrs["product_name"])
 
 
-# Bounds of a converted product's 1 km grid, checked before any dataset is read: a file's header may declare any
-# size. The full SLSTR 1 km grid is 1200 x 1500 (rows x columns); the margin allows for other product layouts.
-MAX_GRID_SIDE = 4096
 CHANNEL_DATASETS = {"refs": len(REFLECTANCE_CHANNELS), "bts": len(BT_CHANNELS)}
 
 
@@ -109,9 +108,10 @@ def open_converted(path: str | Path) -> Iterator:
 def check_converted(f, path: str | Path, labels: tuple[str, ...] = LABEL_SOURCES) -> tuple[int, int]:
     """Check an open converted product before any of its datasets is read; return its grid (rows, columns).
 
-    The ``grid_shape`` attribute must be two sizes within ``MAX_GRID_SIDE``, and ``refs``, ``bts`` and the
-    ``labels`` must be plain datasets stored in this file (no link, no external or virtual storage) of
-    exactly that grid and the layout's dtypes: memory use is then bounded whatever the header declares.
+    The ``grid_shape`` attribute must be a grid ``convert-hdf`` could have made (see ``grid_shape``), and
+    ``refs``, ``bts`` and the ``labels`` must be plain datasets stored in this file (no link, no external or
+    virtual storage) of exactly that grid and the layout's dtypes: memory use is then bounded whatever the
+    header declares.
     """
     rows, columns = grid_shape(f.attrs.get("grid_shape"), path)
     expected = {name: ((rows, columns, n), "f", "float32") for name, n in CHANNEL_DATASETS.items()}
@@ -129,16 +129,19 @@ def check_converted(f, path: str | Path, labels: tuple[str, ...] = LABEL_SOURCES
 
 
 def grid_shape(value, path: str | Path) -> tuple[int, int]:
-    """The ``grid_shape`` attribute as (rows, columns), checked: two sizes from 1 to ``MAX_GRID_SIDE``."""
+    """The ``grid_shape`` attribute as (rows, columns), checked: at least one pixel, and no more than
+    ``convert-hdf`` accepts from a product (``slstr.MAX_ROWS``, ``MAX_COLUMNS``, ``MAX_PIXELS``)."""
     shape = plain_value(value)
     if not isinstance(shape, list) or len(shape) != 2 or not all(type(n) is int for n in shape):
         raise InputError(path, f"grid_shape attribute {str(shape)[:100]!r} is not two integer sizes")
     rows, columns = shape
     if rows < 1 or columns < 1:
         raise InputError(path, f"empty product: grid_shape {rows} x {columns} holds no pixel")
-    if max(rows, columns) > MAX_GRID_SIDE:
+    if rows > MAX_ROWS or columns > MAX_COLUMNS or rows * columns > MAX_PIXELS:
         raise InputError(
-            path, f"grid_shape {rows} x {columns} exceeds {MAX_GRID_SIDE} x {MAX_GRID_SIDE} (SLSTR 1 km: 1200 x 1500)"
+            path,
+            f"grid_shape {rows} x {columns} exceeds an SLSTR product's 1 km grid "
+            f"(at most {MAX_ROWS} rows, {MAX_COLUMNS} columns, {MAX_PIXELS} pixels)",
         )
     return rows, columns
 

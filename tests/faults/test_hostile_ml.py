@@ -25,6 +25,7 @@ from ml_data import product_name, write_declared_product, write_product
 from cloud_tasks.cli import main
 from cloud_tasks.layout import MaskFiles, ModelFiles
 from cloud_tasks.ml.train import _history_rows, _repair_history
+from cloud_tasks.slstr import MAX_COLUMNS, MAX_ROWS
 
 from .conftest import CLI, REPO, files_below
 from .test_hostile_io import read_only_folder  # noqa: F401 (a fixture: a folder not even root writes into)
@@ -169,7 +170,7 @@ HOSTILE = {
     ),
     "grid_shape huge": (
         set_attribute("grid_shape", np.array([2**62, 128])),
-        rf"grid_shape {2**62} x 128 exceeds 4096 x 4096 \(SLSTR 1 km: 1200 x 1500\)",
+        rf"grid_shape {2**62} x 128 exceeds an SLSTR product's 1 km grid \(at most .* rows, .* columns, .* pixels\)",
     ),
     "grid_shape smaller than the data": (
         set_attribute("grid_shape", np.array([64, 64])),
@@ -239,7 +240,11 @@ def test_the_memory_limit_catches_an_unchecked_read(sandbox):
 
 
 DECLARED = {
-    "20000 x 20000 declared": ({"shape": (20000, 20000)}, r"grid_shape 20000 x 20000 exceeds 4096 x 4096 .*"),
+    "20000 x 20000 declared": ({"shape": (20000, 20000)}, r"grid_shape 20000 x 20000 exceeds an SLSTR .*"),
+    "each side within bounds, too many pixels": (
+        {"shape": (MAX_ROWS, MAX_COLUMNS)},
+        rf"grid_shape {MAX_ROWS} x {MAX_COLUMNS} exceeds an SLSTR product's 1 km grid .*",
+    ),
     "20000 x 20000 under a 128 x 128 grid_shape": (
         {"shape": (20000, 20000), "grid_shape": (128, 128)},
         r"dataset refs has shape \(20000, 20000, 6\), not \(128, 128, 6\) \(grid_shape\)",
