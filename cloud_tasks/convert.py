@@ -98,10 +98,10 @@ class ConvertedArrays:
 
 
 def existing_output(out_dir: str | Path, stem: str) -> Path | None:
-    """The product's converted file if it exists in either split."""
+    """The product's converted file if it exists in either split (a folder of that name is none)."""
     for split in SPLITS:
         path = converted_path(out_dir, split, stem)
-        if path.exists():
+        if path.is_file():
             return path
     return None
 

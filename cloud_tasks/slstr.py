@@ -52,7 +52,8 @@ _REQUIRED = object()
 
 
 def _shown(value) -> str:
-    text = repr(value)
+    """A value read from a file, for an error message: one line, at most 80 characters."""
+    text = " ".join(repr(value).split())
     return text if len(text) <= 80 else text[:77] + "..."
 
 
