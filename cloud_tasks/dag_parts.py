@@ -110,6 +110,16 @@ def _fail_on_bad_input(exc: Exception) -> None:
         raise AirflowFailException(str(exc)) from exc
 
 
+@task
+def make_chunks(plan: dict) -> list[dict]:
+    """Group the run's products (by day) so that a run maps at most a few hundred instances."""
+    from cloud_tasks.planning import chunk_products
+
+    by_day = plan.get("chunks") or {plan["day"]: plan["products"]}
+    chunks = chunk_products(by_day, get_current_context()["params"]["chunk_size"])
+    return [{**chunk, "data_root": plan["data_root"]} for chunk in chunks]
+
+
 @task_group
 def process_chunk(chunk: dict):
     """Extract and convert one chunk of products (``{"day", "products", "data_root"}``)."""
@@ -259,3 +269,28 @@ def training_report(plan: dict) -> dict:
     card, production = version.files.card.read_text(), registry.production_name()
     logging.getLogger(__name__).info("registered %s (production: %s)\n%s", version.name, production, card)
     return {"version": version.name, "production": production, "model_card": str(version.files.card)}
+
+
+def promote_version(context, plan: dict) -> str:
+    """Make the training run's registered version the production model, when its ``promote`` param says so."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from cloud_tasks.registry import ModelRegistry
+
+    registry = ModelRegistry(plan["data_root"])
+    version = next(v for v in registry.versions() if v.info.get("key") == plan["key"])
+    if not context["params"]["promote"]:
+        raise AirflowSkipException(f"{version.name} registered; not promoted (the 'promote' param is off)")
+    user = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
+    reason = f"promoted by training run {context['ti'].run_id}"
+    return registry.promote(version.name, reason=reason, by=user)["version"]
+
+
+def finish_training(context, plan: dict | None) -> dict:
+    """The training run's verdict: fail when any stage failed, else log the version's model card."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    failures = failed_stages(context)
+    if failures or not plan:
+        raise AirflowFailException(f"failed stages: {', '.join(f'{k} ({v})' for k, v in failures.items())}")
+    return training_report(plan)

@@ -44,6 +44,7 @@ from cloud_tasks.dag_parts import (
     SCIENCE,
     SST,
     emit,
+    make_chunks,
     missions_param,
     ml_step_settings,
     operation_params,
@@ -106,14 +107,6 @@ def slstr_cloud_mask():
         from cloud_tasks.dag_parts import plan_or_fail
 
         return plan_or_fail(get_current_context(), PRODUCT_WAIT)
-
-    @task
-    def make_chunks(plan: dict) -> list[dict]:
-        """Group the products so that a run maps at most a few hundred instances (~2000 products a day)."""
-        from cloud_tasks.planning import chunk_products
-
-        chunks = chunk_products({plan["day"]: plan["products"]}, get_current_context()["params"]["chunk_size"])
-        return [{**chunk, "data_root": plan["data_root"]} for chunk in chunks]
 
     @task(outlets=[CONVERTED], multiple_outputs=True, trigger_rule="all_done_min_one_success")
     def converted(plan: dict) -> dict:

@@ -31,7 +31,7 @@ from cloud_tasks.dag_parts import (
     DEFAULT_ARGS,
     MODELS,
     SCIENCE,
-    failed_stages,
+    make_chunks,
     missions_param,
     ml_step_settings,
     operation_params,
@@ -90,14 +90,6 @@ def slstr_train_model():
         except CloudTasksError as exc:
             raise AirflowFailException(str(exc)) from exc
 
-    @task
-    def make_chunks(plan: dict) -> list[dict]:
-        """Group the period's products in chunks (at most a few hundred mapped instances)."""
-        from cloud_tasks.planning import chunk_products
-
-        chunks = chunk_products(plan["chunks"], get_current_context()["params"]["chunk_size"])
-        return [{**chunk, "data_root": plan["data_root"]} for chunk in chunks]
-
     @task(trigger_rule="all_done_min_one_success")
     def training_set(plan: dict) -> dict:
         """List the converted day-time products of the period: what training and evaluation read."""
@@ -108,31 +100,16 @@ def slstr_train_model():
     @task(retries=0)
     def promote(plan: dict) -> str | None:
         """Make the registered version the production model, when the run's `promote` param says so."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from cloud_tasks.dag_parts import promote_version
 
-        from cloud_tasks.registry import ModelRegistry
-
-        context = get_current_context()
-        registry = ModelRegistry(plan["data_root"])
-        version = next(v for v in registry.versions() if v.info.get("key") == plan["key"])
-        if not context["params"]["promote"]:
-            raise AirflowSkipException(f"{version.name} registered; not promoted (the 'promote' param is off)")
-        reason = f"promoted by training run {context['ti'].run_id}"
-        user = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
-        return registry.promote(version.name, reason=reason, by=user)["version"]
+        return promote_version(get_current_context(), plan)
 
     @task(trigger_rule="all_done", retries=0)
     def report(plan: dict | None) -> dict:
         """Log the registered version's scores beside the production model's; fail if any stage failed."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from cloud_tasks.dag_parts import finish_training
 
-        from cloud_tasks.dag_parts import training_report
-
-        context = get_current_context()
-        failures = failed_stages(context)
-        if failures or not plan:
-            raise AirflowFailException(f"failed stages: {', '.join(f'{k} ({v})' for k, v in failures.items())}")
-        return training_report(plan)
+        return finish_training(get_current_context(), plan)
 
     planned = plan()
     chunks = process_chunk.expand(chunk=make_chunks(planned))
