@@ -27,10 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from cloud_tasks.sample.grid import GRIDS
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the synthetic-product helper of the tests
 
-FULL_SIZE = (1200, 1500)
+FULL_SIZE = (GRIDS["full"].rows, GRIDS["full"].columns)
 PATCH, BATCH, SKIP_STEPS = 256, 8, 2
 IN_MEMORY = "same batches in memory"
 REFERENCE = {"train": "5.7", "inference": "7.7-9", "rss": "6.1"}  # the seed, as measured on a 2-core CPU
