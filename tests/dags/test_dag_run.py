@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from models import install_model
 
+from cloud_tasks.layout import DataRoot
+
 pytestmark = pytest.mark.slow
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -70,14 +72,14 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
     data_root, dag_run, instances = first_run
     failed = {key: ti.state for key, ti in instances.items() if ti.state != "success"}
     assert dag_run.state == "success", failed
-    summary = json.loads((data_root / "summaries" / "2024-06-01.json").read_text())
+    summary = json.loads(DataRoot(data_root).summary(DAY).read_text())
     day_products = sorted((data_root / "hdf/2024/06/01/day").glob("*.h5"))
     assert summary["products"] == 5 and summary["failed"] == []
     assert summary["converted"]["day"] == len(day_products) >= 3
     masks = sorted((data_root / "masks/2024/06/01").glob("*.h5"))
     assert [m.name for m in masks] == [p.name for p in day_products] and summary["masked"] == len(masks)
     assert len(list((data_root / "masks/2024/06/01").glob("*.png"))) == len(masks)
-    sst = json.loads((data_root / "sst/2024/06/01/summary.json").read_text())
+    sst = json.loads(DataRoot(data_root).sst(DAY).summary.read_text())
     assert sst["model"]["clear"] > 0 and sst["bayesian"]["clear"] > 0
     assert summary["sst"] == sst
     assert not (data_root / "extracted/2024/06/01").exists() or not any((data_root / "extracted/2024/06/01").iterdir())
@@ -110,7 +112,7 @@ def test_corrupt_product_fails_only_its_instance_without_retry(dag, archive, tmp
     assert instances[failed[0]].try_number == 1, "bad input is not retried"
     for task in ("converted", "mask", "sst_comparison"):
         assert instances[(task, -1)].state == "success", task
-    summary = json.loads((data_root / "summaries" / "2024-06-01.json").read_text())
+    summary = json.loads(DataRoot(data_root).summary(DAY).read_text())
     assert summary["failed"] == [zips[0].stem]
     good_day = sorted(p.name for p in (data_root / "hdf/2024/06/01/day").glob("*.h5"))
     assert sorted(p.name for p in (data_root / "masks/2024/06/01").glob("*.h5")) == good_day

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from models import install_model
 
+from cloud_tasks.layout import DataRoot
+
 from .conftest import REPO, files_below, leftovers
 
 DAY = dt.date(2024, 6, 1)
@@ -103,7 +105,7 @@ def test_forced_rerun_of_a_day_gives_identical_outputs(dag, archive, untrained_m
         assert attrs_b.pop("source_hdf") == str(tmp_path / "hdf" / DAY_PATH / "day" / name)
         assert attrs_a.pop("source_hdf") == str(clean_run / "hdf" / DAY_PATH / "day" / name)
         assert attrs_a == attrs_b
-    summaries = [json.loads((root / "sst" / DAY_PATH / "summary.json").read_text()) for root in (clean_run, tmp_path)]
+    summaries = [json.loads(DataRoot(root).sst(DAY).summary.read_text()) for root in (clean_run, tmp_path)]
     for summary in summaries:
         del summary["inputs"]  # the masks folder of each data root
     assert summaries[0] == summaries[1]
@@ -137,7 +139,7 @@ def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
     assert {ti.state for (task, _), ti in instances.items() if task == "process_chunk.extract"} == {"success"}
     assert instances[("mask", -1)].state == instances[("sst_comparison", -1)].state == "success"
     assert f"{bad}.SEN3/S7_BT_in.nc: not a readable NetCDF file" in "".join(capfd.readouterr())
-    assert json.loads((data_root / "summaries" / "2024-06-01.json").read_text())["failed"] == [bad]
+    assert json.loads(DataRoot(data_root).summary(DAY).read_text())["failed"] == [bad]
     # nothing else lost: every other product's HDF5 file and quicklook as in the clean run, and no trace of the bad one
     for store, pattern in (("hdf", "*.h5"), ("masks", "*.png")):
         for name, path in outputs(clean_run, store, pattern).items():
@@ -208,4 +210,4 @@ def test_missing_archive_root_fails_the_run_at_plan(dag, untrained_model, tmp_pa
     assert states["plan"] == states["summary"] == "failed"
     assert "success" not in {state for task, state in states.items() if task != "plan"}
     assert f"{missing}: archive root is not an existing folder" in "".join(capfd.readouterr())
-    assert [p.name for p in (tmp_path / "data").iterdir()] == ["registry"], "nothing written but the test's model"
+    assert list((tmp_path / "data").iterdir()) == [DataRoot(tmp_path / "data").registry.folder], "only the model"

@@ -20,6 +20,10 @@ def summary(root: Path, day: dt.date) -> dict:
     return json.loads(DataRoot(root).summary(day).read_text())
 
 
+LINKS = DataRoot("")  # the layout below the data root: paths as the page links them
+CURVES = LINKS.model(DAYS["plain"]).curves.as_posix()  # the first day's own model made the later days' masks
+
+
 def test_days_newest_first_with_each_summarys_figures(client, results):
     body = client.get("/api/days").json()
     assert body["total"] == len(DAYS) and body["data_root"] == str(results)
@@ -52,10 +56,10 @@ def test_days_are_paginated_and_a_page_past_the_end_is_the_last(client):
 
 def test_day_detail_has_curves_histogram_and_quicklooks_with_masks(client, results):
     detail = client.get(f"/api/days/{DAYS['plain']}").json()
-    assert detail["model"]["training_curves"] == "models/2024/06/01/training_curves.png"
-    history = json.loads((results / "models/2024/06/01/history.json").read_text())
+    assert detail["model"]["training_curves"] == CURVES
+    history = json.loads((results / LINKS.model(DAYS["plain"]).history_json).read_text())
     assert detail["model"]["last_epoch"] == {key: values[-1] for key, values in history.items()}
-    assert detail["sst_histogram"] == "sst/2024/06/01/sst_histogram.png"
+    assert detail["sst_histogram"] == LINKS.sst(DAYS["plain"]).histogram.as_posix()
     pngs = sorted(p.relative_to(results).as_posix() for p in DataRoot(results).masks(DAYS["plain"]).quicklooks())
     assert [shot["png"] for shot in detail["quicklooks"]["items"]] == pngs
     assert all(shot["mask"] == shot["png"].removesuffix(".png") + ".h5" for shot in detail["quicklooks"]["items"])
@@ -70,7 +74,7 @@ def test_quicklook_gallery_is_paginated(client):
 
 def test_training_curves_are_those_of_the_model_that_made_the_masks(client):
     detail = client.get(f"/api/days/{DAYS['old_model']}").json()
-    assert detail["model"]["training_curves"] == "models/2024/06/01/training_curves.png"
+    assert detail["model"]["training_curves"] == CURVES
 
 
 def test_data_root_through_a_symbolic_link_finds_the_recorded_model(results, token, tmp_path):
@@ -79,7 +83,7 @@ def test_data_root_through_a_symbolic_link_finds_the_recorded_model(results, tok
     (tmp_path / "link").symlink_to(results)
     with TestClient(create_app(tmp_path / "link"), headers={"Authorization": f"Bearer {token()}"}) as linked:
         detail = linked.get(f"/api/days/{DAYS['old_model']}").json()
-        assert detail["model"]["training_curves"] == "models/2024/06/01/training_curves.png"
+        assert detail["model"]["training_curves"] == CURVES
         assert linked.get(f"/files/{detail['quicklooks']['items'][0]['png']}").status_code == 200
 
 
@@ -93,11 +97,11 @@ def test_page_shows_table_plots_and_the_latest_days_gallery(client, results):
     assert page.count("<svg") == 4 and page.count("<polyline") >= 8
     shots = re.findall(r'<img src="files/(masks/2024/06/06/[^"]+\.png)"', page)
     assert len(shots) == latest["masked"] and all((results / shot).is_file() for shot in shots)
-    assert 'src="files/models/2024/06/01/training_curves.png"' in page
+    assert f'src="files/{CURVES}"' in page
 
 
 def test_files_are_served_from_the_data_root(client, results):
-    relative = f"sst/{DAYS['plain']:%Y/%m/%d}/sst_histogram.png"
+    relative = LINKS.sst(DAYS["plain"]).histogram.as_posix()
     response = client.get(f"/files/{relative}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.content == (results / relative).read_bytes()
