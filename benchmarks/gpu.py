@@ -285,36 +285,44 @@ def _share(row: dict) -> str:
 def markdown(results: dict) -> str:
     """The run's settings and its training and inference tables."""
     settings = results["settings"]
-    lines = [
-        f"Device: {settings['device']}; Keras {settings['keras']} on {settings['backend']}; "
-        f"peaks (TFLOP/s) {settings['peak_tflops'] or 'unknown'}; "
-        f"{settings['train_gflop_per_patch']:.1f} GFLOP per {settings['patch']} px training patch (analytic).",
-        "",
-        "| model | precision | batch | patches/s (median) | min-max | step ms | TFLOP/s | share of peak |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results["training"]:
-        if r.get("skipped"):
-            lines.append(f"| {r['variant']} | {r['precision']} | {r['batch']} | skipped (time budget) | | | | |")
-            continue
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['patches_per_s']:.0f} | "
-            f"{r['patches_per_s_min']:.0f}-{r['patches_per_s_max']:.0f} | {r['step_ms']:.1f} | "
-            f"{r['tflops']:.1f} | {_share(r)} |"
-        )
-    lines += ["", "| model | precision | image | ms per product (median) | min-max | TFLOP/s | share of peak |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for r in results["inference"]:
-        if r.get("skipped"):
-            lines.append(f"| {r['variant']} | {r['precision']} | | skipped (time budget) | | | |")
-            continue
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['image'][0]} x {r['image'][1]} | {r['ms_per_product']:.2f} | "
-            f"{r['ms_min']:.2f}-{r['ms_max']:.2f} | {r['tflops']:.1f} | {_share(r)} |"
-        )
     repeats = max((r.get("repeats", 0) for r in results["training"] + results["inference"]), default=0)
-    lines += ["", f"Each figure: the median of {repeats} timed repeats after {settings['warmup_steps']} warm-up steps."]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"Device: {settings['device']}; Keras {settings['keras']} on {settings['backend']}; "
+            f"peaks (TFLOP/s) {settings['peak_tflops'] or 'unknown'}; "
+            f"{settings['train_gflop_per_patch']:.1f} GFLOP per {settings['patch']} px training patch (analytic).",
+            "",
+            *_table(TRAINING_COLUMNS, results["training"], _training_cells),
+            "",
+            *_table(INFERENCE_COLUMNS, results["inference"], _inference_cells),
+            "",
+            f"Each figure: the median of {repeats} timed repeats after {settings['warmup_steps']} warm-up steps.",
+        ]
+    )
+
+
+TRAINING_COLUMNS = ("model", "precision", "batch", "patches/s (median)", "min-max", "step ms", "TFLOP/s", "of peak")
+INFERENCE_COLUMNS = ("model", "precision", "image", "ms per product (median)", "min-max", "TFLOP/s", "of peak")
+
+
+def _training_cells(r: dict) -> list[str]:
+    spread = f"{r['patches_per_s_min']:.0f}-{r['patches_per_s_max']:.0f}"
+    return [str(r["batch"]), f"{r['patches_per_s']:.0f}", spread, f"{r['step_ms']:.1f}", f"{r['tflops']:.1f}"]
+
+
+def _inference_cells(r: dict) -> list[str]:
+    image, spread = f"{r['image'][0]} x {r['image'][1]}", f"{r['ms_min']:.2f}-{r['ms_max']:.2f}"
+    return [image, f"{r['ms_per_product']:.2f}", spread, f"{r['tflops']:.1f}"]
+
+
+def _table(header: tuple[str, ...], rows: list[dict], cells) -> list[str]:
+    """Markdown lines: model, precision, ``cells(row)``, share of peak; a skipped measure says so."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        skipped = [f"skipped (time budget), batch {r['batch']}"] + [""] * (len(header) - 3)
+        measured = skipped if r.get("skipped") else [*cells(r), _share(r)]
+        lines.append("| " + " | ".join([r["variant"], r["precision"], *measured]) + " |")
+    return lines
 
 
 if __name__ == "__main__":

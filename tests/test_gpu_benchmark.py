@@ -96,6 +96,16 @@ def test_quick_run_writes_json_and_markdown(tmp_path, restore_policy, capsys):
     assert "| float32 head | float32 | 4 |" in table and "| float32 head | float32 | 48 x 64 |" in table
 
 
+def test_measures_past_the_time_budget_are_listed_as_skipped(tmp_path, restore_policy, capsys):
+    gpu.main(["--quick", "--before", "--budget-s", "1e-9", "--json", str(tmp_path / "gpu.json")])
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    planned = [(r["precision"], r["variant"], r["batch"]) for r in results["training"] if r["skipped"]]
+    models = [("float32", gpu.AFTER), ("mixed_bfloat16", gpu.AFTER), ("mixed_bfloat16", gpu.BEFORE)]
+    assert planned == [(p, v, b) for b in (2, 4) for p, v in models]  # every model at one batch size, then the next
+    assert len(results["inference"]) == 3 and all(r["skipped"] for r in results["inference"])
+    assert "| head in policy (fa9d175) | mixed_bfloat16 | skipped (time budget), batch 4 |" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- precision of the model
 
 
