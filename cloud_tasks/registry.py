@@ -33,6 +33,7 @@ from cloud_tasks.errors import CloudTasksError, InputError
 from cloud_tasks.layout import DataRoot, ModelFiles, RegistryFiles
 
 PRODUCTION = "production"
+UNREGISTERED = "unregistered"  # the version recorded for a model outside the registry
 VERSION_RE = re.compile(r"^v([1-9][0-9]{0,5})$")
 MODEL_NAME_PATTERN = r"^(production|v[1-9][0-9]{0,5})$"  # what a run's `model` Param may name
 COPIED = ("model", "params", "history_csv", "history_json", "curves")  # ModelFiles entries a version keeps
@@ -140,6 +141,16 @@ class ModelRegistry:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def registered_version(model: str | Path) -> str | None:
+    """The version name of a registered model file (from its folder's ``version.json``); None if unregistered."""
+    info = ModelFiles(Path(model).parent).version_info
+    try:
+        name = json.loads(info.read_text()).get("version") if info.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and VERSION_RE.match(name) else None
 
 
 def _make_read_only(folder: Path) -> None:

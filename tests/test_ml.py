@@ -25,7 +25,7 @@ from cloud_tasks.hdf import ATTRIBUTES, read_converted
 from cloud_tasks.layout import MaskFiles, ModelFiles
 from cloud_tasks.ml import data
 from cloud_tasks.ml import model as unet
-from cloud_tasks.ml.inference import _predictor, predict_mosaic, predict_whole, run_inference
+from cloud_tasks.ml.inference import load_predictor, predict_mosaic, predict_whole, run_inference
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.ml.train import train
 
@@ -365,7 +365,7 @@ def test_whole_image_mask_equals_the_mosaic(trained, tmp_path):
     edges (the padding differs); thresholded masks agree on 99.996 % of the pixels."""
     product = read_converted(write_product(tmp_path, 11, shape=(300, 420)), labels=())
     x, _ = data.normalise(product.refs, product.bts)
-    predict = _predictor(ModelFiles(trained).model)
+    predict = load_predictor(ModelFiles(trained).model)
     whole, mosaic = predict_whole(predict, x), predict_mosaic(predict, x)
     banded = predict_whole(predict, x, band_pixels=90_000)  # 4 bands of <= 80 rows (+64 rows context each side)
     edge = 16  # zero padding of the image (whole) and of the input (mosaic) differ within the receptive field

@@ -56,8 +56,7 @@ def evaluate(
     """Score ``model_path`` on the converted ``products`` against ``label``: totals and per-product figures."""
     from cloud_tasks.hdf import read_converted
     from cloud_tasks.ml.data import normalise
-    from cloud_tasks.ml.inference import _predictor as load_predictor  # TODO public name
-    from cloud_tasks.ml.inference import predict_whole
+    from cloud_tasks.ml.inference import load_predictor, predict_whole
 
     predict = load_predictor(Path(model_path))
     total = dict.fromkeys(COUNTS, 0)

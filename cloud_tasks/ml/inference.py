@@ -3,8 +3,9 @@
 For each day product, ``OUT/<product_name>.h5`` holds the dataset ``mask``: float32 cloud
 probabilities on the product's own 1 km grid, NaN where the input had no valid value in any of the
 9 channels (pixels with only some channels missing are predicted, those channels read as 0).
-Attributes: ``model`` (path), ``model_sha256``, ``product_name``, ``threshold`` (the cloud/clear
-cut recorded for downstream use), ``method`` and ``source_hdf``. ``OUT/<product_name>.png`` is a
+Attributes: ``model`` (path), ``model_sha256``, ``model_version`` (the registry's ``vN``),
+``product_name``, ``threshold`` (the cloud/clear cut recorded for downstream use), ``method`` and
+``source_hdf``. ``OUT/<product_name>.png`` is a
 quicklook: false-colour reflectances (S3, S2, S1) beside the thresholded model mask and the
 Bayesian mask. Night products are skipped; a mask already made by the same model (same SHA-256)
 with the same threshold is kept as it is. ``<product_name>`` is the input's ``product_name`` attribute,
@@ -43,6 +44,7 @@ from cloud_tasks.layout import MaskFiles
 from cloud_tasks.ml.options import POOLING_MULTIPLE, PRECISIONS
 from cloud_tasks.naming import stem_from_file
 from cloud_tasks.paths import expand_inputs
+from cloud_tasks.registry import UNREGISTERED, registered_version
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class _Job:
     predict: Predict
     model: Path
     digest: str
+    version: str  # the registry's version name of the model, or UNREGISTERED
     masks: MaskFiles
     threshold: float
     method: str
@@ -91,9 +94,10 @@ def run_inference(
     _check_settings(threshold, method, batch_size, precision)
     paths = expand_inputs(inputs, ".h5")
     model_path = Path(model_path).resolve()
-    predict = _predictor(model_path, precision=precision, xla=xla)
+    predict = load_predictor(model_path, precision=precision, xla=xla)
     masks = MaskFiles(output_dir(out_dir))  # made once the model is known good: a bad one leaves no OUT behind
-    job = _Job(predict, model_path, sha256(model_path), masks, threshold, method, batch_size)
+    version = registered_version(model_path) or UNREGISTERED
+    job = _Job(predict, model_path, sha256(model_path), version, masks, threshold, method, batch_size)
     written, failures = [], []
     for path in paths:
         try:
@@ -139,6 +143,7 @@ def _mask_product(path: Path, job: _Job) -> Path | None:
     mask_attrs = {
         "model": str(job.model),
         "model_sha256": job.digest,
+        "model_version": job.version,
         "product_name": stem,
         "threshold": job.threshold,
         "method": job.method,
@@ -164,7 +169,7 @@ def _process(path: Path, job: _Job, mask_path: Path, quicklook_path: Path, attrs
     log.info("%s: mask written, %.1f%% cloud", mask_path, 100 * np.nanmean(_binary(mask, job.threshold)))
 
 
-def _predictor(model_path: Path, *, precision: str = "float32", xla: bool = False) -> Predict:
+def load_predictor(model_path: Path, *, precision: str = "float32", xla: bool = False) -> Predict:
     """Load and check the model (InputError naming it if it is not one of ours) and return a function
     (n, rows, cols, 9) float32 -> (n, rows, cols) float32 probabilities.
 
