@@ -42,7 +42,7 @@ from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.operators import CloudTasksOperator
 from cloud_tasks.planning import HOLDOUTS
 
-TRAIN_PARAMS = ("label", "epochs", "batch_size", "patch_size", "train_split", "seed")  # options a run may choose
+TRAIN_PARAMS = ("label", "epochs", "batch_size", "patch_size", "train_split", "seed", "precision", "jit_compile")
 
 PARAMS = {
     "start": Param("2024-06-01", type="string", format="date", section=SCIENCE, description="First day trained on."),
