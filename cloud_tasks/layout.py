@@ -7,6 +7,8 @@ Data root layout (keyed by date and product, never by run id)::
     <data_root>/models/YYYY/MM/DD/                     model trained on that day (ModelFiles)
     <data_root>/registry/                              model versions and the production alias (RegistryFiles)
     <data_root>/masks/YYYY/MM/DD/<product>.{h5,png}     cloud masks and quicklooks (MaskFiles)
+    <data_root>/masks/YYYY/MM/DD/<product>.{nc,tif}     CF-NetCDF mask product and its GeoTIFF (MaskFiles)
+    <data_root>/stac/                                   static STAC catalogue (CatalogueFiles)
     <data_root>/sst/YYYY/MM/DD/                         SST comparison (SstFiles)
     <data_root>/summaries/YYYY-MM-DD.json               run summary
 
@@ -29,6 +31,9 @@ HDF_SUFFIX = ".h5"
 SEN3_SUFFIX = ".SEN3"
 ZIP_SUFFIX = ".zip"
 QUICKLOOK_SUFFIX = ".png"
+NETCDF_SUFFIX = ".nc"
+GEOTIFF_SUFFIX = ".tif"
+JSON_SUFFIX = ".json"
 SUMMARY_GLOB = "????-??-??.json"
 
 
@@ -166,9 +171,20 @@ class MaskFiles:
     def quicklook(self, product_stem: str) -> Path:
         return inside(self.folder, self.folder / f"{product_stem}{QUICKLOOK_SUFFIX}")
 
+    def netcdf(self, product_stem: str) -> Path:
+        """The CF-1.10 / ACDD-1.3 NetCDF-4 mask product (``cloud_tasks.product.cf_mask``)."""
+        return inside(self.folder, self.folder / f"{product_stem}{NETCDF_SUFFIX}")
+
+    def geotiff(self, product_stem: str) -> Path:
+        """The mask as a Cloud-Optimized GeoTIFF on a latitude/longitude grid (``cloud_tasks.product.geotiff``)."""
+        return inside(self.folder, self.folder / f"{product_stem}{GEOTIFF_SUFFIX}")
+
     def masks(self) -> list[Path]:
         """The mask files present, sorted (hidden temporaries excluded)."""
         return self._present(HDF_SUFFIX)
+
+    def netcdfs(self) -> list[Path]:
+        return self._present(NETCDF_SUFFIX)
 
     def quicklooks(self) -> list[Path]:
         return self._present(QUICKLOOK_SUFFIX)
@@ -199,6 +215,49 @@ class SstFiles:
     @property
     def histogram(self) -> Path:
         return self.folder / "sst_histogram.png"
+
+
+@dataclass(frozen=True)
+class CatalogueFiles:
+    """The static STAC catalogue (``cloud_tasks.product.stac``), relative links throughout::
+
+    <catalogue>/catalog.json                                  root catalogue
+    <catalogue>/<collection>/collection.json                  a collection (masks, models)
+    <catalogue>/<collection>/<item>/<item>.json               an item (a model version)
+    <catalogue>/<collection>/YYYY/MM/DD/catalog.json          a day's catalogue (masks)
+    <catalogue>/<collection>/YYYY/MM/DD/<item>/<item>.json    an item of that day (a product's mask)
+    <catalogue>/<collection>/.days.json, YYYY/MM/DD/.items.json   extents kept for cheap updates
+    """
+
+    folder: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def root(self) -> Path:
+        return self.folder / "catalog.json"
+
+    def collection(self, collection_id: str) -> Path:
+        return inside(self.folder, self.folder / collection_id / "collection.json")
+
+    def day_catalogue(self, collection_id: str, day: dt.date) -> Path:
+        return inside(self.folder, self.folder / collection_id / f"{day:%Y/%m/%d}" / "catalog.json")
+
+    def item(self, collection_id: str, item_id: str, day: dt.date | None = None) -> Path:
+        """An item's file: under its day's catalogue when ``day`` is given, else directly in the collection."""
+        folder = self.folder / collection_id / (f"{day:%Y/%m/%d}" if day else "")
+        return inside(self.folder, folder / item_id / f"{item_id}{JSON_SUFFIX}")
+
+    def day_index(self, collection_id: str, day: dt.date) -> Path:
+        return inside(self.folder, self.folder / collection_id / f"{day:%Y/%m/%d}" / ".items.json")
+
+    def days_index(self, collection_id: str) -> Path:
+        return inside(self.folder, self.folder / collection_id / ".days.json")
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / ".lock"
 
 
 @dataclass(frozen=True)
@@ -237,6 +296,10 @@ class DataRoot:
     @property
     def registry(self) -> RegistryFiles:
         return RegistryFiles(self.root / "registry")
+
+    @property
+    def catalogue(self) -> CatalogueFiles:
+        return CatalogueFiles(self.root / "stac")
 
     @property
     def summaries(self) -> Path:
