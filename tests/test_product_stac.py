@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import netCDF4
 import numpy as np
 import pytest
 import shapely
@@ -154,7 +155,9 @@ def test_re_runs_leave_the_catalogue_byte_identical_without_duplicates(tmp_path)
 
     masks = DataRoot(tmp_path).masks(DAY)  # a GeoTIFF made later: its item changes, nothing is duplicated
     geotiff.write_geotiff(masks.geotiff(STEM_CROSSING), cf_mask.read_mask(made[STEM_CROSSING]))
-    stac.add_mask_item(tmp_path, made[STEM_CROSSING])
+    stac.add_mask_item(
+        tmp_path, made[STEM_CROSSING], source_hdf=DataRoot(tmp_path).hdf_split(DAY) / f"{STEM_CROSSING}.h5"
+    )
     after = snapshot(tmp_path)
     changed = {name for name in after if after[name] != before.get(name)}
     assert changed == {f"{stac.MASKS}/2024/06/01/{STEM_CROSSING}/{STEM_CROSSING}.json"}
@@ -231,6 +234,12 @@ def test_a_mask_without_valid_pixels_has_no_cloud_cover_and_a_damaged_index_is_n
     item = json.loads(stac.add_mask_item(tmp_path, path).read_text())
     validate(item)
     assert "eo:cloud_cover" not in item["properties"] and item["properties"]["cloud_tasks:valid_fraction"] == 0
+    assert item["properties"]["created"] == "2024-06-02T03:04:05.000000Z"
+    with netCDF4.Dataset(path, "a") as ds:
+        ds.date_created = "the day before yesterday"  # copied into the Item only when it is a time
+    item = json.loads(stac.add_mask_item(tmp_path, path).read_text())
+    assert "created" not in item["properties"]
+    validate(item)
     index = DataRoot(tmp_path).catalogue.day_index(stac.MASKS, DAY)
     index.write_text('{"x": {"bbox": "everywhere"}}')
     with pytest.raises(InputError, match=r"\.items\.json"):

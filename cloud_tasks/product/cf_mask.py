@@ -418,7 +418,7 @@ def made_by(path: str | Path, models: Sequence[Model], threshold: float) -> bool
 
 def _read(ds, path: Path) -> MaskProduct:
     attrs = _global_text(ds, path)
-    stem_from_file(attrs.get("product_name"), path)
+    attrs["product_name"] = stem_from_file(attrs.get("product_name"), path)
     models = _models(attrs, path)
     shape = _grid_shape(ds, path)
     cloud_mask = _raw(ds, "cloud_mask", np.uint8, shape, path)

@@ -28,8 +28,9 @@ clear/cloudy), architecture U-Net, hyperparameters = training options; assets ``
 
 Every file is written atomically and only when its content changes: a re-run leaves the catalogue
 byte-identical, and an Item added again replaces itself (no duplicates). Hidden index files (``.items.json``
-per day, ``.days.json``) keep the extents, so adding an Item reads one day's index, not every Item. One writer
-at a time (a lock file), as masks of one day are made in parallel.
+per day, ``.days.json``) keep the extents, so adding an Item reads one day's index, not every Item; the
+collection's bbox is the union of the days' (it holds every Item, though not always in the smallest box). One
+writer at a time (a lock file), as masks of one day are made in parallel.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from cloud_tasks import __version__
 from cloud_tasks.atomic import write_json
 from cloud_tasks.errors import InputError
 from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS
@@ -140,11 +140,11 @@ def mask_item(mask: MaskProduct, item_path: Path, assets: dict[str, Path], files
         "platform": f"sentinel-{name.mission[1:].lower()}",
         "constellation": "sentinel-3",
         "instruments": ["slstr"],
-        "created": mask.attrs.get("date_created"),
+        "created": _text_time(mask.attrs.get("date_created")),
         "cloud_tasks:models": [{"version": m.version, "sha256": m.sha256, "kind": m.kind} for m in mask.models],
         "cloud_tasks:threshold": mask.threshold,
         "cloud_tasks:valid_fraction": round(float(mask.valid.mean()), 6),
-        "cloud_tasks:software_version": mask.attrs.get("software_version", __version__),
+        "cloud_tasks:software_version": _text(mask.attrs.get("software_version")),
     }
     item = pystac.Item(
         id=name.stem,
@@ -198,12 +198,12 @@ def model_item(version, item_path: Path, files: CatalogueFiles) -> dict:
 
 
 def _mask_assets(mask_path: Path, stem: str, source_hdf) -> dict[str, Path]:
-    """The files an Item lists: the mask, its GeoTIFF and quicklook if made (beside it), the source if given."""
+    """The files an Item lists, those present: the mask, its GeoTIFF and quicklook (beside it), the source."""
     beside = MaskFiles(mask_path.parent)
     assets = {"data": mask_path, "geotiff": beside.geotiff(stem), "overview": beside.quicklook(stem)}
     if source_hdf is not None:
         assets["source"] = Path(source_hdf)
-    return {key: path for key, path in assets.items() if key in ("data", "source") or path.is_file()}
+    return {key: path for key, path in assets.items() if path.is_file()}
 
 
 def _add_assets(item, item_path: Path, assets: dict[str, Path]) -> None:
@@ -235,6 +235,19 @@ def _relative(path: Path, document: Path) -> str:
 def _link(rel: str, target: Path, document: Path, title: str | None = None) -> dict:
     link = {"rel": rel, "href": _relative(target, document), "type": JSON_TYPE}
     return link | ({"title": title} if title else {})
+
+
+def _text(value) -> str | None:
+    """A text attribute read from a file, or None (absent or not text)."""
+    return value if isinstance(value, str) and value.isprintable() else None
+
+
+def _text_time(value) -> str | None:
+    """An ISO 8601 time attribute read from a file, or None when it is not one."""
+    try:
+        return value if _text(value) and dt.datetime.fromisoformat(value.replace("Z", "+00:00")) else None
+    except ValueError:
+        return None
 
 
 def _end(item: dict) -> str:
