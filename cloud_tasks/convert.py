@@ -14,7 +14,12 @@ What the conversion does, per product:
 - day/night rule: the product goes to ``day/`` when the fraction of its pixels with the
   ``confidence_in`` ``day`` bit is at least the day threshold (default 0.5), else to ``night/``.
 
-Outputs are written atomically and a product already converted is skipped.
+The rules are pure functions in ``cloud_tasks.convert_rules``; the readers in ``cloud_tasks.slstr`` check
+every value read (declared shapes against the product's own grid before any data is read, attributes by
+type and range), so that a hostile product is one ``error: <file>: <problem>``. Outputs are written
+atomically into exactly one split (``write_in_one_split``) and a product already converted is skipped;
+with ``--keep-going`` any failure stays its product's (a full disk still stops the batch); ``--workers``
+processes die with the command (``cloud_tasks.convert_workers``).
 """
 
 from __future__ import annotations

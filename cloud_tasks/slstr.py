@@ -35,7 +35,7 @@ HALF_KM = 2  # the 0.5 km (``an``) grid has twice the 1 km (``in``) grid's rows 
 # Sane upper bounds of what a header may declare (real products: 1198-1200 x 1500 pixels, 4 detectors).
 MAX_ROWS = 4800  # 1 km rows: four 3-minute frames
 MAX_COLUMNS = 3000  # 1 km columns: twice the nadir swath
-MAX_PIXELS = 4 * 1200 * 1500  # ~250 bytes per 1 km pixel while converting: < 2 GB in all
+MAX_PIXELS = 4 * 1200 * 1500  # peak memory ~200 B per 1 km pixel (436 MB for a real product): ~1.5 GB here
 MAX_DETECTORS = 64
 MAX_FLAGS = 64  # flag_masks entries of one flag variable
 MAX_TEXT = 4096  # characters of a text attribute
@@ -84,8 +84,9 @@ class NetCDFFile:
             raise InputError(self.path, "missing from the product")
         try:
             self.dataset = netCDF4.Dataset(self.path)
-        except OSError as exc:
-            raise InputError(self.path, f"not a readable NetCDF file ({exc})") from None
+        except Exception as exc:  # OSError mostly; a name that is not UTF-8 raises UnicodeDecodeError
+            reason = exc if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            raise InputError(self.path, f"not a readable NetCDF file ({reason})") from None
         # Scaling and fill handling are done explicitly (and flag variables must never be masked).
         self.dataset.set_auto_maskandscale(False)
 
