@@ -26,6 +26,7 @@ from isal import isal_zlib
 from cloud_tasks.convert import convert_product, existing_output
 from cloud_tasks.naming import ProductName
 
+from . import test_bad_inputs
 from .conftest import (
     CLI,
     copy_product,
@@ -234,21 +235,8 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], None], str]] = {
 
 # ---------------------------------------------------------------- fixtures
 
-
-@pytest.fixture(scope="module")
-def day_source(sample_products) -> Path:
-    """A day product of the sample (its radiances are read: every file matters)."""
-    from test_convert import day_product
-
-    return day_product(sample_products)
-
-
-@pytest.fixture
-def out_with_a_product(sample_products, day_source, tmp_path) -> tuple[Path, Path]:
-    """An output folder already holding another product's HDF5 file: (folder, that file)."""
-    other = next(p for p in sample_products if p != day_source)
-    out = tmp_path / "hdf"
-    return out, convert_product(other, out)
+# a day product of the sample, and an output folder already holding another product: as for the bad inputs
+day_source, out_with_a_product = test_bad_inputs.day_source, test_bad_inputs.out_with_a_product
 
 
 def renamed_link(product: Path, folder: Path, frame: int) -> Path:
