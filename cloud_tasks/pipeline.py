@@ -82,8 +82,9 @@ def compare_day(run: DayRun, matchups: str | Path) -> dict | None:
     return compare(matchups, run.data.masks(run.day).folder, run.data.sst(run.day).folder)
 
 
-def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None) -> list[str]:
-    """The products whose mask on disk was made by the model ``model_sha256`` (a run's own or confirmed masks)."""
+def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None, model_version: str | None) -> list[str]:
+    """The products whose mask on disk was made by the run's model (its SHA-256 and registry version): the
+    run's own masks, or those it confirmed."""
     import h5py
 
     from cloud_tasks.hdf import plain_value
@@ -93,7 +94,8 @@ def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None) -> li
         path = run.data.masks(run.day).mask(stem)
         try:
             with h5py.File(path, "r") as f:
-                if plain_value(f.attrs.get("model_sha256")) == model_sha256:
+                maker = (plain_value(f.attrs.get("model_sha256")), plain_value(f.attrs.get("model_version")))
+                if maker == (model_sha256, model_version):
                     made.append(stem)
         except (OSError, KeyError):
             continue  # no mask, or an unreadable one: not made by this run
@@ -128,7 +130,7 @@ def summarise_day(
         converted[output.parent.name] += 1
         if output.parent.name == DAY_SPLIT:
             day_products.append(stem)
-    masked = masks_made_by(run, day_products, model_sha256)
+    masked = masks_made_by(run, day_products, model_sha256, model_version)
     summary = {
         "date": run.day.isoformat(),
         "products": len(products),

@@ -146,15 +146,17 @@ def slstr_cloud_mask():
         return result
 
     @task(trigger_rule="all_done", retries=0)
-    def summary(plan: dict, sst: dict | None) -> dict:
+    def summary(plan: dict) -> dict:
         """Write the day's summary (what this run converted and masked, what failed); fail if anything failed."""
         from cloud_tasks.dag_parts import finish_day
 
-        return finish_day(get_current_context(), plan, sst)
+        context = get_current_context()
+        # the comparison this run made, if it made one (a skipped or failed comparison left none)
+        sst = context["ti"].xcom_pull(task_ids="sst_comparison", default=None)
+        return finish_day(context, plan, sst)
 
     sst = sst_comparison(planned)
-    chunks >> done >> mask >> sst
-    summary(planned, sst)
+    chunks >> done >> mask >> sst >> summary(planned)
 
 
 slstr_cloud_mask()

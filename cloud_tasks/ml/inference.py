@@ -137,8 +137,8 @@ def _mask_product(path: Path, job: _Job) -> Path | None:
     # The output's name comes from inside the file: checked to be a bare product name, the path to stay in OUT.
     stem = stem_from_file(attrs.get("product_name", path.stem), path)
     mask_path, quicklook_path = job.masks.mask(stem), job.masks.quicklook(stem)
-    if quicklook_path.is_file() and _made_by(mask_path, job.digest, job.threshold):
-        log.info("%s: already made by this model, kept", mask_path)
+    if quicklook_path.is_file() and _made_by(mask_path, job):
+        log.info("%s: already made by this model version, kept", mask_path)
         return mask_path
     mask_attrs = {
         "model": str(job.model),
@@ -290,15 +290,23 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _made_by(mask_path: Path, digest: str, threshold: float) -> bool:
-    """Whether ``mask_path`` exists and was made by the model of this hash with this threshold."""
+def _made_by(mask_path: Path, job: _Job) -> bool:
+    """Whether ``mask_path`` exists and was made by this job's model (same file and same registry version:
+    a mask of another version is made again) with its threshold."""
     import h5py
+
+    from cloud_tasks.hdf import plain_value
 
     if not mask_path.is_file():
         return False
     try:
         with h5py.File(mask_path, "r") as f:
-            return "mask" in f and f.attrs.get("model_sha256") == digest and f.attrs.get("threshold") == threshold
+            made = {key: plain_value(f.attrs.get(key)) for key in ("model_sha256", "model_version", "threshold")}
+            return "mask" in f and made == {
+                "model_sha256": job.digest,
+                "model_version": job.version,
+                "threshold": job.threshold,
+            }
     except OSError:
         return False  # unreadable: made again
 

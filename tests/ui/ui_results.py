@@ -90,7 +90,7 @@ def write_model(files: ModelFiles, rng: np.random.Generator, epochs: int = 5) ->
     return files.model
 
 
-MODEL_SHA256 = "0" * 64  # the made-up model of every mask here
+MODEL_SHA256, MODEL_VERSION = "0" * 64, "v1"  # the made-up model of every mask here
 
 
 def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +99,8 @@ def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("mask", data=probability)
-        f.attrs.update(model=str(model), model_sha256=MODEL_SHA256, product_name=product, threshold=0.5, method="whole")
+        f.attrs.update(model=str(model), model_sha256=MODEL_SHA256, model_version=MODEL_VERSION, product_name=product)
+        f.attrs.update(threshold=0.5, method="whole")
     return probability
 
 
@@ -172,7 +173,9 @@ def write_day(
         matchup_table.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables).to_csv(matchup_table, index=False)
         sst_report = compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
-    return summarise_day(names, DayRun(day, data), model_version="v1", model_sha256=MODEL_SHA256, sst=sst_report)
+    return summarise_day(
+        names, DayRun(day, data), model_version=MODEL_VERSION, model_sha256=MODEL_SHA256, sst=sst_report
+    )
 
 
 def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date | None = None) -> None:
