@@ -252,6 +252,17 @@ def sub_benchmark(command: list[str]) -> str:
     return completed.stdout.strip()
 
 
+RESULTS = REPO / "benchmarks" / "results"  # runs recorded on other machines (a GPU) or too long for make bench
+
+
+def recorded_elsewhere() -> list[str]:
+    """The result files of benchmarks run elsewhere, each under its own heading (its first line says where)."""
+    return [
+        f"\n## Recorded elsewhere: `{path.relative_to(REPO)}`\n\n{path.read_text()}"
+        for path in sorted(RESULTS.glob("*.md"))
+    ]
+
+
 def table(header: tuple, rows: list[tuple]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
@@ -319,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
             "\n## Training input pipeline and inference (`python benchmarks/ml.py`)\n",
             sub_benchmark([sys.executable, "benchmarks/ml.py", "--products", "4", "--rounds", "1"]),
         ]
+    sections += recorded_elsewhere()
     report = "\n".join(sections) + "\n"
     args.output.write_text(report)
     print(report)

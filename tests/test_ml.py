@@ -308,7 +308,8 @@ def test_training_under_mixed_bfloat16_keeps_its_policy_when_resumed(tmp_path):
     assert history["epoch"] == [0, 1, 2] and np.isfinite(history["loss"]).all()
     model = unet.load_model(files.model)
     policies = [layer.dtype_policy.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert set(policies[:-1]) == {"mixed_bfloat16"} and policies[-1] == "float32"  # the sigmoid head in float32
+    assert set(policies) == {"mixed_bfloat16"}, "every convolution on the fast path"
+    assert model.layers[-1].dtype_policy.name == "float32" and model.output.dtype == "float32", "the sigmoid in float32"
     assert json.loads(files.params.read_text())["parameters"]["precision"] == "mixed_bfloat16"
 
 
