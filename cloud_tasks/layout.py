@@ -120,7 +120,8 @@ class RegistryFiles:
 
         <registry>/versions/vN/           a registered model (ModelFiles: model, params, history, metrics, card)
         <registry>/training/<key>/        a training run's working folder (resumable), copied into a version
-        <registry>/production.json        the alias: which version masks new days (replaced atomically)
+        <registry>/production.json        the alias: which day model masks new days (replaced atomically)
+        <registry>/production-thermal.json  the same for the thermal (night) model
         <registry>/promotions.jsonl       every promotion, one JSON line each (who, when, why)
     """
 
@@ -143,9 +144,9 @@ class RegistryFiles:
         """The file list of a training run's ``train`` or ``holdout`` products (converted HDF5 paths)."""
         return inside(self.folder / "training", self.folder / "training" / f"{key}.{kind}.txt")
 
-    @property
-    def production(self) -> Path:
-        return self.folder / "production.json"
+    def production(self, kind: str = DAY_SPLIT) -> Path:
+        """The production alias of a model kind (``day`` or ``thermal``)."""
+        return self.folder / ("production.json" if kind == DAY_SPLIT else f"production-{kind}.json")
 
     @property
     def promotions(self) -> Path:

@@ -33,6 +33,7 @@ from cloud_tasks.errors import CloudTasksError, InputError
 from cloud_tasks.layout import DataRoot, ModelFiles, RegistryFiles
 
 PRODUCTION = "production"
+KINDS = ("day", "thermal")  # model kinds: 9 channels by day; brightness temperatures at night and in twilight
 UNREGISTERED = "unregistered"  # the version recorded for a model outside the registry
 VERSION_RE = re.compile(r"^v([1-9][0-9]{0,5})$")
 MODEL_NAME_PATTERN = r"^(production|v[1-9][0-9]{0,5})$"  # what a run's `model` Param may name
@@ -51,6 +52,10 @@ class Version:
     def sha256(self) -> str:
         return self.info["model_sha256"]
 
+    @property
+    def kind(self) -> str:
+        return self.info.get("kind", KINDS[0])
+
 
 class ModelRegistry:
     """Versions, the production alias and promotions under one data root's registry folder."""
@@ -65,12 +70,12 @@ class ModelRegistry:
         names = [p.name for p in self.files.versions.iterdir() if VERSION_RE.match(p.name)]
         return [self.version(name) for name in sorted(names, key=lambda n: int(VERSION_RE.match(n)[1]))]
 
-    def version(self, name: str) -> Version:
-        """The version ``name`` (``vN``) or the one the ``production`` alias names; InputError if there is none."""
+    def version(self, name: str, kind: str = KINDS[0]) -> Version:
+        """The version ``name`` (``vN``) or the one the ``kind``'s ``production`` alias names; an error if none."""
         if name == PRODUCTION:
-            name = self.production_name()
+            name = self.production_name(kind)
             if name is None:
-                raise CloudTasksError(f"{self.files.folder}: no model has been promoted to production yet")
+                raise CloudTasksError(f"{self.files.folder}: no {kind} model has been promoted to production yet")
         if not VERSION_RE.match(name):
             raise CloudTasksError(f"{name!r} is not a model version (v1, v2, ...) nor {PRODUCTION!r}")
         files = self.files.version(name)
@@ -78,9 +83,11 @@ class ModelRegistry:
             raise InputError(files.folder, f"no registered model version {name}")
         return Version(name, files, _read_json(files.version_info))
 
-    def production_name(self) -> str | None:
-        alias = _read_json(self.files.production) if self.files.production.is_file() else None
-        return alias["version"] if alias else None
+    def production_name(self, kind: str = KINDS[0]) -> str | None:
+        if kind not in KINDS:
+            raise CloudTasksError(f"model kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        path = self.files.production(kind)
+        return _read_json(path)["version"] if path.is_file() else None
 
     def promotions(self) -> list[dict]:
         if not self.files.promotions.is_file():
@@ -113,22 +120,24 @@ class ModelRegistry:
         return self.version(name)
 
     def promote(self, name: str, *, reason: str = "", by: str | None = None) -> dict:
-        """Make version ``name`` the production model; the alias is replaced atomically, the promotion logged."""
+        """Make version ``name`` the production model of its kind; the alias is replaced atomically, the
+        promotion logged."""
         version = self.version(name)
         record = {
             "version": version.name,
+            "kind": version.kind,
             "model_sha256": version.sha256,
             "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "by": by or _user(),
             "reason": reason,
-            "previous": self.production_name(),
+            "previous": self.production_name(version.kind),
         }
         with self._locked():
             with self.files.promotions.open("a") as history:
                 history.write(json.dumps(record, sort_keys=True) + "\n")
                 history.flush()
                 os.fsync(history.fileno())
-            write_json(self.files.production, record)
+            write_json(self.files.production(version.kind), record)
         return record
 
     @contextlib.contextmanager
@@ -203,14 +212,15 @@ def register(subparsers) -> None:
 def run_cli(args) -> None:
     registry = ModelRegistry(args.data_root)
     if args.verb == "list":
-        production = registry.production_name()
+        production = {registry.production_name(kind) for kind in KINDS}
         for version in registry.versions():
             accuracy = _read_json(version.files.metrics)["candidate"].get("accuracy")
-            mark = "*" if version.name == production else " "
+            mark = "*" if version.name in production else " "
             period = version.info.get("period") or {}
             print(
-                f"{mark} {version.name:6s} {version.info.get('registered_at', '')}  accuracy {accuracy}  "
-                f"period {period.get('start')}..{period.get('end')}  label {version.info.get('label')}"
+                f"{mark} {version.name:6s} {version.kind:8s} {version.info.get('registered_at', '')}  "
+                f"accuracy {accuracy}  period {period.get('start')}..{period.get('end')}  "
+                f"label {version.info.get('label')}"
             )
     elif args.verb == "show":
         version = registry.version(args.version)

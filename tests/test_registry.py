@@ -55,7 +55,7 @@ def test_an_unfinished_run_is_not_registered(tmp_path):
 
 def test_promotion_moves_the_alias_and_keeps_a_history(tmp_path):
     registry = ModelRegistry(tmp_path / "data")
-    with pytest.raises(CloudTasksError, match="no model has been promoted"):
+    with pytest.raises(CloudTasksError, match="no day model has been promoted"):
         registry.version("production")
     register(registry, tmp_path / "a", "key-a")
     register(registry, tmp_path / "b", "key-b")
@@ -90,3 +90,18 @@ def test_models_command_lists_shows_and_promotes(tmp_path, capsys):
     assert '"version": "v2"' in shown and "# card" in shown
     assert main(["models", "promote", str(data), "v9"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_each_model_kind_has_its_own_production_alias(tmp_path):
+    registry = ModelRegistry(tmp_path / "data")
+    day = register(registry, tmp_path / "a", "key-a")
+    thermal = registry.register(
+        finished_run(tmp_path / "t"), key="key-t", info={"model_sha256": "t" * 64, "kind": "thermal"}, write_extras=card
+    )
+    registry.promote(day.name)
+    registry.promote(thermal.name)
+    assert registry.version("production").name == "v1" and registry.version("production", "thermal").name == "v2"
+    assert registry.files.production("thermal") != registry.files.production("day")
+    assert [p["kind"] for p in registry.promotions()] == ["day", "thermal"]
+    with pytest.raises(CloudTasksError, match="model kind must be one of"):
+        registry.production_name("infrared")

@@ -16,7 +16,7 @@ from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.hdf import INPUT_CHANNELS
 from cloud_tasks.layout import HDF_SUFFIX, ModelFiles
 from cloud_tasks.paths import expand_inputs
-from cloud_tasks.registry import ModelRegistry, Version
+from cloud_tasks.registry import KINDS, ModelRegistry, Version
 
 METRICS_SHOWN = ("accuracy", "precision", "recall", "f1", "majority_rate", "pixels")
 
@@ -45,9 +45,9 @@ def register_training(
 
     registry = ModelRegistry(data_root)
     params = json.loads(training.params.read_text())
-    label = params["parameters"]["label"]
+    label, kind = params["parameters"]["label"], params["parameters"].get("kind", KINDS[0])
     metrics = {"candidate": evaluate(training.model, holdout, label), "held_out_products": [p.name for p in holdout]}
-    production = registry.production_name()
+    production = registry.production_name(kind)
     if production is not None:
         metrics["production"] = {
             "version": production,
@@ -58,6 +58,7 @@ def register_training(
         "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "period": period or {},
         "label": label,
+        "kind": kind,
         "options": params["parameters"],
         "train_products": params.get("train_products", []),
         "test_products": params.get("test_products", []),
