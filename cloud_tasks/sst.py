@@ -1,10 +1,17 @@
 """``sst-comp``: compare SST retrievals over pixels the model and the Bayesian mask call clear.
 
 The match-up table pairs buoy SSTs with SLSTR D2 retrievals (``sat_sst_2``) at one 1 km pixel of
-one product. After the reference's filters, each match-up is looked up in the model mask of its
-product (``<product stem>.h5`` below MASKS_DIR, written by inference) and the difference
-``d = sat_sst_2 - (isst + 273.15)`` is summarised over the pixels each mask calls clear: count,
-median and robust standard deviation (1.4826 x median absolute deviation).
+one product. After the reference's filters, each match-up is looked up in the mask product of its
+product (the CF-NetCDF file inference writes, ``layout.MaskFiles.mask``, found in or below MASKS_DIR, read
+with ``cloud_tasks.product.cf_mask.read_mask``), and the difference ``d = sat_sst_2 - (isst + 273.15)`` is
+summarised over the pixels each mask calls clear: count, median and robust standard deviation (1.4826 x
+median absolute deviation). The model mask's clear pixels are those its ``cloud_mask`` calls clear (decided
+on the model's unrounded output with the mask's own threshold); pixels without data are neither clear nor
+counted in the agreement. With ``--threshold`` the decision is taken again on the stored probability, which
+is rounded to 0.01.
+
+Day and night (``DAYLIGHT_RULE``): a match-up is *day* when its pixel was masked by the day model, *night*
+when by the thermal model; the statistics are reported over all match-ups and over each apart.
 
 Outputs in OUT (``layout.SstFiles``), identical on a re-run with the same inputs: the summary, the
 per-pixel table (one row per matched pixel) and the histogram. They are one result set, replaced as a
@@ -30,19 +37,25 @@ import numpy as np
 
 from cloud_tasks.atomic import atomic_file, output_dir
 from cloud_tasks.errors import DiskFullError, InputError
-from cloud_tasks.hdf import plain_value
 from cloud_tasks.layout import MaskFiles, SstFiles
 from cloud_tasks.naming import stem_from_file
+from cloud_tasks.product.cf_mask import CLEAR, PROBABILITY_SCALE, MaskProduct, read_mask
 
 log = logging.getLogger(__name__)
 
 KELVIN = 273.15
 MAD_TO_SD = 1.4826  # robust SD = 1.4826 x MAD estimates the SD of a normal distribution
-DEFAULT_THRESHOLD = 0.5  # the reference's "mask < 0.5"; used when a mask file has no threshold attribute
 BAYES_CLEAR_BELOW = 0.9  # Bayesian clear: pcloudn < 0.9 and pcloudo < 0.9
 D2_ALGORITHM = 4  # sst_algorithm_type of D2, whose retrieval is sat_sst_2
 TABLE_KEY = "matchups"
-MAX_MASK_PIXELS = 4096 * 4096  # a product's 1 km grid is ~1200 x 1500: a larger mask is not one
+# Day and night match-ups by the model that masked their pixel (cf_mask.Model.kind -> daylight).
+DAYLIGHT = {"day": "day", "thermal": "night"}
+UNKNOWN_DAYLIGHT = ""  # no data at the pixel, or a mask of several models that does not say which made it
+DAYLIGHT_RULE = (
+    "day: the pixel was masked by the day model, which needs all nine channels valid, so sunlight (reflectances "
+    "exist only where the solar zenith angle is below 90 deg); night: masked by the thermal model (night, and "
+    "twilight pixels without reflectance); from the mask's model_used flag, or its one model"
+)
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
 
 # Only the columns the comparison uses are required (sat_sst_0, 1 and 3 are not).
@@ -81,8 +94,8 @@ FILTERS: tuple[tuple[str, str, Callable], ...] = (
 def compare(matchups_path: str | Path, masks_dir: str | Path, out_dir: str | Path, *, model_threshold=None) -> dict:
     """Compare the model mask with the Bayesian mask on SST match-ups; write OUT's result set; return the report.
 
-    ``model_threshold`` overrides the ``threshold`` attribute of each mask file. OUT is checked before
-    any work, and its result set is replaced as a whole (see ``replace_result_set``).
+    ``model_threshold`` replaces each mask's threshold (the decision is then taken on the stored probability).
+    OUT is checked before any work, and its result set is replaced as a whole (see ``replace_result_set``).
     """
     matchups_path, masks_dir = Path(matchups_path), Path(masks_dir)
     if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
@@ -318,121 +331,145 @@ def matched_masks(masks: dict[str, Path], products: list[str], masks_dir: Path) 
     matched = {product: masks[product] for product in products if product in masks}
     if not matched:
         examples = ", ".join(products[:3]) + (", ..." if len(products) > 3 else "")
+        expected = MaskFiles(masks_dir).mask(products[0]).name
         raise InputError(
             masks_dir,
             f"holds no mask for any of the {len(products)} match-up product(s) looked for ({examples}); "
-            "expected <product stem>.h5 files below it",
+            f"expected mask files such as {expected} below it",
         )
     return matched
 
 
-def read_mask(path: Path, product: str) -> tuple[np.ndarray, dict]:
-    """Read a mask file's ``mask`` (rows, columns) and its attributes; check it is the product's."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            dataset = f.get("mask")
-            if not isinstance(dataset, h5py.Dataset):
-                raise InputError(path, "mask file has no 'mask' dataset")
-            _check_mask_dataset(path, dataset)  # before reading: the header's shape may be absurd
-            mask = dataset[()]
-            attrs = {key: plain_value(value) for key, value in f.attrs.items()}
-    except OSError as exc:
-        raise InputError(path, f"cannot be read as HDF5: {exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "mask file has a text attribute that is not UTF-8") from None
-    named = attrs.get("product_name")
-    if named is not None and stem_from_file(named, path) != product:
+def read_product_mask(path: Path, product: str) -> MaskProduct:
+    """Read and check a mask product (``cf_mask.read_mask``); check that it is the named product's."""
+    mask = read_mask(path)
+    if mask.product_name != product:
         # A renamed file would silently pair match-ups with another product's clouds.
-        raise InputError(path, f"holds the mask of product {named}, not of {product} as its name says")
-    return mask.astype(np.float32, copy=False), attrs
-
-
-def _check_mask_dataset(path: Path, dataset) -> None:
-    """A mask is a 2-D numeric array of a product's size at most."""
-    if dataset.ndim != 2:
-        raise InputError(path, f"'mask' must be 2-D (rows, columns), not of shape {dataset.shape}")
-    if math.prod(dataset.shape) > MAX_MASK_PIXELS:
-        raise InputError(path, f"'mask' of shape {dataset.shape} is larger than any product ({MAX_MASK_PIXELS} pixels)")
-    if not (np.issubdtype(dataset.dtype, np.number) or dataset.dtype == np.bool_):
-        raise InputError(path, f"'mask' holds {dataset.dtype} values, not numbers")
-
-
-def mask_threshold(attrs: dict, path: Path) -> float:
-    """The mask file's ``threshold`` attribute (DEFAULT_THRESHOLD if absent), checked to be a probability."""
-    value = attrs.get("threshold", DEFAULT_THRESHOLD)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise InputError(path, f"attribute 'threshold' is {str(value)[:80]!r}, not a number in [0, 1]")
-    return float(value)
+        raise InputError(path, f"holds the mask of product {mask.product_name}, not of {product} as its name says")
+    return mask
 
 
 def attach_model(table, masks: dict[str, Path], model_threshold):
-    """Add each row's model probability and threshold, dropping rows whose pixel is off its mask's grid.
+    """Add what each row's mask says at its pixel, dropping rows whose pixel is off its mask's grid.
 
-    Returns the kept rows and per product the mask's ``threshold`` and ``model_sha256`` attributes.
+    Columns (``mask_at``): ``model_probability``, ``model_known``, ``model_clear``, ``daylight``. Returns the
+    kept rows and, per product, the mask's threshold and models.
     """
-    probability = np.full(len(table), np.nan)
-    threshold = np.full(len(table), np.nan)
-    on_grid = np.zeros(len(table), dtype=bool)
+    n = len(table)
+    columns = {
+        "model_probability": np.full(n, np.nan),
+        "model_known": np.zeros(n, dtype=bool),
+        "model_clear": np.zeros(n, dtype=bool),
+        "daylight": np.full(n, UNKNOWN_DAYLIGHT, dtype=object),
+    }
+    on_grid = np.zeros(n, dtype=bool)
     xs = table["x_cems"].to_numpy(dtype=np.float64)
     ys = table["y_cems"].to_numpy(dtype=np.float64)
     info: dict[str, dict] = {}
-    # Each mask file is opened once; its match-ups are looked up with one fancy index.
+    # Each mask file is read once; its match-ups are looked up with one fancy index.
     for product, rows in sorted(table.groupby("product").indices.items()):
-        mask, attrs = read_mask(masks[product], product)
+        mask = read_product_mask(masks[product], product)
         x, y = xs[rows], ys[rows]
         # A valid pixel index is a whole number inside the grid (NaN fails every test).
         ok = (x == np.round(x)) & (y == np.round(y)) & (x >= 0) & (y >= 0)
-        ok &= (x < mask.shape[1]) & (y < mask.shape[0])
-        kept = rows[ok]
-        probability[kept] = mask[y[ok].astype(np.intp), x[ok].astype(np.intp)]
-        file_threshold = mask_threshold(attrs, masks[product])
-        threshold[kept] = file_threshold if model_threshold is None else model_threshold
-        on_grid[kept] = True
-        info[product] = {"threshold": file_threshold, "model_sha256": attrs.get("model_sha256")}
+        ok &= (x < mask.cloud_mask.shape[1]) & (y < mask.cloud_mask.shape[0])
+        at = mask_at(mask, y[ok].astype(np.intp), x[ok].astype(np.intp), model_threshold)
+        for name, values in at.items():
+            columns[name][rows[ok]] = values
+        on_grid[rows[ok]] = True
+        info[product] = {"threshold": mask.threshold, "models": mask.models}
         if not ok.all():
-            log.warning("%s: %d match-up pixel(s) off the %dx%d grid dropped", product, (~ok).sum(), *mask.shape)
-    table = table.assign(model_probability=probability, model_threshold=threshold)
-    return table[on_grid], info
+            log.warning(
+                "%s: %d match-up pixel(s) off the %dx%d grid dropped", product, (~ok).sum(), *mask.cloud_mask.shape
+            )
+    return table.assign(**columns)[on_grid], info
+
+
+def mask_at(mask: MaskProduct, y: np.ndarray, x: np.ndarray, model_threshold: float | None) -> dict[str, np.ndarray]:
+    """What the mask says at pixels (y, x).
+
+    ``model_probability``: the stored probability (to 0.01; NaN = no data); ``model_known``: the pixel holds
+    data; ``model_clear``: ``cloud_mask`` says clear (decided on the model's unrounded output with the mask's
+    threshold), or, with ``model_threshold``, the stored probability is below that threshold; ``daylight``:
+    ``daylight_at``.
+    """
+    known = mask.valid[y, x]
+    probability = mask.probability[y, x].astype(np.float64)
+    if model_threshold is None:
+        clear = mask.cloud_mask[y, x] == CLEAR
+    else:
+        # Compare in stored steps of 0.01, so that a stored 0.70 is not clear at a threshold of 0.7.
+        steps = np.rint(probability / PROBABILITY_SCALE)
+        with np.errstate(invalid="ignore"):
+            clear = known & (steps < model_threshold / PROBABILITY_SCALE - 1e-6)
+    return {
+        "model_probability": probability,
+        "model_known": known,
+        "model_clear": clear,
+        "daylight": daylight_at(mask, y, x),
+    }
+
+
+def daylight_at(mask: MaskProduct, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``day`` or ``night`` at pixels (y, x) by the model that made them (``DAYLIGHT``); UNKNOWN_DAYLIGHT where
+    the pixel holds no data, or the mask records several models but not which made the pixel."""
+    names = np.array([DAYLIGHT[model.kind] for model in mask.models] + [UNKNOWN_DAYLIGHT], dtype=object)
+    unknown = len(mask.models)
+    if mask.model_used is not None:
+        used = mask.model_used[y, x].astype(np.intp)
+    else:
+        used = np.full(len(y), 0 if len(mask.models) == 1 else unknown, dtype=np.intp)
+    used[~mask.valid[y, x] | (used > unknown)] = unknown
+    return names[used]
 
 
 def classify(table):
-    """Add the difference ``d`` and the per-mask clear flags to the matched rows."""
-    p = table["model_probability"]
+    """Add the difference ``d`` and the Bayesian mask's clear and cloudy flags to the matched rows."""
     return table.assign(
         d=table["sat_sst_2"] - (table["isst"] + KELVIN),
-        # NaN in the mask (the model gave no probability) compares False: not clear.
-        model_clear=p < table["model_threshold"],
-        model_known=p.notna(),
         bayes_clear=(table["pcloudn"] < BAYES_CLEAR_BELOW) & (table["pcloudo"] < BAYES_CLEAR_BELOW),
         bayes_cloudy=table["bayes_in"] > 0,
     )
 
 
 def build_report(table, mask_info: dict[str, dict], model_threshold) -> dict:
-    """The statistics of d over each mask's clear pixels, and the model/Bayesian agreement."""
-    d = table["d"].to_numpy(dtype=np.float64)
-    model_clear = table["model_clear"].to_numpy(dtype=bool)
-    known = table["model_known"].to_numpy(dtype=bool)
-    bayes_cloudy = table["bayes_cloudy"].to_numpy(dtype=bool)
-    bayes_clear = table["bayes_clear"].to_numpy(dtype=bool)
-
+    """The statistics of d over each mask's clear pixels and the masks' agreement: over all match-ups, and over
+    day and night match-ups apart (``DAYLIGHT``)."""
     if model_threshold is not None:
         threshold, source = float(model_threshold), "argument"
     else:
         values = {info["threshold"] for info in mask_info.values()}
         threshold = values.pop() if len(values) == 1 else {k: v["threshold"] for k, v in mask_info.items()}
         source = "mask files"
-    agreement = float(np.mean((~model_clear[known]) == bayes_cloudy[known])) if known.any() else None
+    models = {model for info in mask_info.values() for model in info["models"]}
+    daylight = table["daylight"].to_numpy(dtype=object)
     return {
         "algorithm": "D2 (sat_sst_2)",
         "difference": "sat_sst_2 - (isst + 273.15), K",
         "filters": {name: rule for name, rule, _ in FILTERS},
         "threshold": threshold,
         "threshold_source": source,
-        "model_sha256": sorted({str(i["model_sha256"]) for i in mask_info.values() if i["model_sha256"]}),
-        "bayesian": clear_stats(d[bayes_clear]),
+        "model_sha256": sorted({model.sha256 for model in models}),
+        "model_version": sorted({model.version for model in models}),
+        **mask_statistics(table),
+        "by_daylight": {
+            "rule": DAYLIGHT_RULE,
+            **{light: mask_statistics(table[daylight == light], matchups=True) for light in ("day", "night")},
+            "unknown": int((daylight == UNKNOWN_DAYLIGHT).sum()),
+        },
+    }
+
+
+def mask_statistics(table, *, matchups: bool = False) -> dict:
+    """Each mask's clear statistics and their agreement over the rows of ``table`` (with their count if asked)."""
+    d = table["d"].to_numpy(dtype=np.float64)
+    model_clear = table["model_clear"].to_numpy(dtype=bool)
+    known = table["model_known"].to_numpy(dtype=bool)
+    bayes_cloudy = table["bayes_cloudy"].to_numpy(dtype=bool)
+    agreement = float(np.mean((~model_clear[known]) == bayes_cloudy[known])) if known.any() else None
+    return {
+        **({"matchups": len(table)} if matchups else {}),
+        "bayesian": clear_stats(d[table["bayes_clear"].to_numpy(dtype=bool)]),
         "model": clear_stats(d[model_clear]),
         "model_unknown_pixels": int((~known).sum()),
         "agreement": agreement,
@@ -461,6 +498,7 @@ def write_outputs(report: dict, table, files: SstFiles) -> None:
         "model_clear": "model_clear",
         "bayes_clear": "bayes_clear",
         "bayes_in": "bayes_in",
+        "daylight": "daylight",
     }
     pixels = table[list(columns)].rename(columns=columns)
     with atomic_file(files.table) as tmp:
@@ -522,18 +560,32 @@ def format_summary(report: dict) -> str:
             return f"{name:9s} clear: 0"
         return f"{name:9s} clear: {s['clear']:6d}  median {s['median']:+.3f} K  robust SD {s['robust_sd']:.3f} K"
 
-    agreement = "n/a" if report["agreement"] is None else f"{report['agreement']:.3f}"
+    def agreement_line(name: str, s: dict) -> str:
+        agreement = "n/a" if s["agreement"] is None else f"{s['agreement']:.3f}"
+        return f"{name}model/Bayesian agreement: {agreement} over {s['agreement_pixels']} pixels"
+
     filtered = ", ".join(f"{name} {n}" for name, n in counts["rows_after_filter"].items())
-    return "\n".join(
-        [
-            f"match-ups: {counts['rows_read']} read; after filters: {filtered}",
-            f"matched: {counts['rows_matched']} pixels in {counts['products_matched']} of "
-            f"{counts['products_in_table']} products ({counts['pixels_off_grid']} off grid)",
-            stats_line("Bayesian", report["bayesian"]),
-            stats_line("model", report["model"]),
-            f"model/Bayesian agreement: {agreement} over {report['agreement_pixels']} pixels",
-        ]
-    )
+    lines = [
+        f"match-ups: {counts['rows_read']} read; after filters: {filtered}",
+        f"matched: {counts['rows_matched']} pixels in {counts['products_matched']} of "
+        f"{counts['products_in_table']} products ({counts['pixels_off_grid']} off grid)",
+        stats_line("Bayesian", report["bayesian"]),
+        stats_line("model", report["model"]),
+        agreement_line("", report),
+    ]
+    by_daylight = report["by_daylight"]
+    for light in ("day", "night"):
+        split = by_daylight[light]
+        lines.append(f"{light} match-ups: {split['matchups']}")
+        if split["matchups"]:
+            lines += [
+                "  " + stats_line("Bayesian", split["bayesian"]),
+                "  " + stats_line("model", split["model"]),
+                agreement_line("  ", split),
+            ]
+    if by_daylight["unknown"]:
+        lines.append(f"neither day nor night (no mask data at the pixel): {by_daylight['unknown']}")
+    return "\n".join(lines)
 
 
 def _threshold(text: str) -> float:
@@ -559,12 +611,15 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("matchups", metavar="MATCHUPS", help="match-up table (.h5 pandas HDF, .csv or .parquet)")
-    parser.add_argument("masks_dir", metavar="MASKS_DIR", help="folder searched recursively for <product>.h5 masks")
+    parser.add_argument(
+        "masks_dir", metavar="MASKS_DIR", help="folder searched recursively for the mask products inference writes"
+    )
     parser.add_argument("out", metavar="OUT", help="output folder")
     parser.add_argument(
         "--threshold",
         type=_threshold,
         default=None,
-        help="model cloud-probability threshold (default: each mask file's 'threshold' attribute)",
+        help="model cloud-probability threshold, applied to the stored probability (0.01 steps) "
+        "(default: each mask's own decision, cloud_mask, made with its threshold)",
     )
     parser.set_defaults(func=run_cli)

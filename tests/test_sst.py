@@ -6,15 +6,19 @@ import argparse
 import importlib.util
 import json
 import logging
+from pathlib import Path
 
 import h5py
+import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
 
 from cloud_tasks import sst
 from cloud_tasks.errors import InputError
-from cloud_tasks.layout import SstFiles
+from cloud_tasks.layout import MaskFiles, SstFiles
+from cloud_tasks.naming import ProductName
+from cloud_tasks.product import cf_mask
 
 PRODUCT_A = "S3A_SL_1_RBT____20200601T101010_20200601T101310_20200601T120000_0179_059_008_1980_SVL_O_NT_004"
 PRODUCT_B = "S3B_SL_1_RBT____20200601T111010_20200601T111310_20200601T130000_0179_039_108_2160_SVL_O_NT_004"
@@ -24,12 +28,46 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def make_masks() -> dict[str, np.ndarray]:
-    """Two small masks of cloud probabilities; A has a NaN (unknown) pixel at row 2, column 3."""
+    """Two small masks of cloud probabilities; A has a NaN (no data) pixel at row 2, column 3."""
     rng = np.random.default_rng(7)
     mask_a = rng.random((10, 12)).astype(np.float32)
     mask_a[2, 3] = np.nan
     mask_b = rng.random((8, 9)).astype(np.float32)
     return {PRODUCT_A: mask_a, PRODUCT_B: mask_b}
+
+
+DAY_MODEL = cf_mask.Model("v1", "ab" * 32, "day")
+THERMAL_MODEL = cf_mask.Model("v2", "cd" * 32, "thermal")
+NIGHT_FROM_COLUMN = 5  # product B's pixels from this column on were masked by the thermal model
+
+
+def mask_models(product: str, shape: tuple[int, int]) -> dict:
+    """Product A: the day model alone (no per-pixel flag); B: both models, ``model_used`` by column."""
+    if product == PRODUCT_A:
+        return {"models": [DAY_MODEL]}
+    used = np.zeros(shape, np.uint8)
+    used[:, NIGHT_FROM_COLUMN:] = 1
+    return {"models": [DAY_MODEL, THERMAL_MODEL], "model_used": used}
+
+
+def write_netcdf_mask(path, product: str, probability: np.ndarray, **options) -> None:
+    """A mask product as inference writes it (``cf_mask.write_mask``), on a small made-up swath."""
+    name = ProductName.parse(product)
+    rows, columns = np.mgrid[0 : probability.shape[0], 0 : probability.shape[1]]
+    attrs = {"product_name": product, "sensing_start": name.start.isoformat(), "sensing_stop": name.stop.isoformat()}
+    settings = {"threshold": THRESHOLDS[product], **mask_models(product, probability.shape), **options}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cf_mask.write_mask(path, probability, -30 + 0.01 * rows, 100 + 0.01 * columns, product=attrs, **settings)
+
+
+def write_hdf5_mask(path, product: str, probability: np.ndarray) -> None:
+    """A mask as inference wrote it before the NetCDF product: dataset ``mask``, attributes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("mask", data=probability)
+        f.attrs["product_name"] = product
+        f.attrs["model_sha256"] = DAY_MODEL.sha256
+        f.attrs["threshold"] = THRESHOLDS[product]
 
 
 # Match-ups that pass every filter: (product, x, y); the last two are dropped later
@@ -106,36 +144,46 @@ def make_table() -> pd.DataFrame:
 EXPECTED_AFTER_FILTER = {"latitude": 20, "longitude": 19, "buoy_sst": 18, "zenith": 16, "quality": 15, "algorithm": 14}
 
 
-def write_masks(masks_dir, masks=None) -> None:
-    """Write the masks as inference does, in nested folders (the search is recursive)."""
-    masks = make_masks() if masks is None else masks
-    for sub, (product, mask) in zip(("day", "night/deeper"), masks.items(), strict=True):
-        folder = masks_dir / sub
-        folder.mkdir(parents=True)
-        with h5py.File(folder / f"{product}.h5", "w") as f:
-            f.create_dataset("mask", data=mask)
-            f.attrs["product_name"] = product
-            f.attrs["model_sha256"] = "ab" * 32
-            f.attrs["threshold"] = THRESHOLDS[product]
+MASK_FOLDERS = {PRODUCT_A: "day", PRODUCT_B: "night/deeper"}  # nested: the search is recursive
 
 
-def expected_stats(table: pd.DataFrame, threshold: float | None = None) -> dict:
-    """The report's statistics computed independently, one match-up at a time."""
+def mask_path(masks_dir: Path, product: str) -> Path:
+    """Where a product's mask lies in the tests' masks folder, named as inference names it."""
+    return MaskFiles(masks_dir / MASK_FOLDERS[product]).mask(product)
+
+
+def write_masks(masks_dir: Path, masks=None, writer=write_netcdf_mask) -> None:
+    """Write the masks (default: ``make_masks``) with ``writer``."""
+    for product, mask in (make_masks() if masks is None else masks).items():
+        writer(mask_path(masks_dir, product), product, mask)
+
+
+def stored(probability: np.ndarray) -> np.ndarray:
+    """The probability as the NetCDF mask stores it: in steps of 0.01."""
+    return np.rint(probability.astype(np.float64) / 0.01) * 0.01
+
+
+def stats(v: np.ndarray) -> dict:
+    median = np.median(v)
+    return {"clear": len(v), "median": median, "robust_sd": 1.4826 * np.median(np.abs(v - median))}
+
+
+def expected_stats(table: pd.DataFrame, threshold: float | None = None, rows: list[int] | None = None) -> dict:
+    """The report's statistics computed independently, one match-up at a time (of ``rows`` of the matched)."""
     masks = make_masks()
-    matched = table.iloc[:N_MATCHED]
+    rows = list(range(N_MATCHED)) if rows is None else rows
+    matched = table.iloc[rows]
+    pixels = [GOOD_PIXELS[row] for row in rows]
     d = (matched["sat_sst_2"] - (matched["ISST"] + 273.15)).to_numpy()
-    p = np.array([masks[prod][y, x] for prod, x, y in GOOD_PIXELS[:N_MATCHED]], dtype=np.float64)
-    thr = np.array([threshold or THRESHOLDS[prod] for prod, _, _ in GOOD_PIXELS[:N_MATCHED]])
+    p = np.array([masks[prod][y, x] for prod, x, y in pixels], dtype=np.float64)
+    thr = np.array([threshold or THRESHOLDS[prod] for prod, _, _ in pixels])
+    if threshold is not None:  # an override is applied to the stored probability, in its steps of 0.01
+        p, thr = stored(p), thr - 1e-9
     with np.errstate(invalid="ignore"):
         model_clear = p < thr
         model_cloudy = p >= thr
     bayes_clear = (matched["PCLOUDN"].to_numpy() < 0.9) & (matched["pcloudo"].to_numpy() < 0.9)
     known = ~np.isnan(p)
-
-    def stats(v):
-        median = np.median(v)
-        return {"clear": len(v), "median": median, "robust_sd": 1.4826 * np.median(np.abs(v - median))}
-
     agreement = np.mean(model_cloudy[known] == (matched["bayes_in"].to_numpy()[known] > 0))
     return {"bayesian": stats(d[bayes_clear]), "model": stats(d[model_clear]), "agreement": agreement}
 
@@ -180,8 +228,95 @@ def test_statistics_match_numpy(inputs, tmp_path, caplog):
     assert list(report["counts"]["rows_after_filter"]) == list(EXPECTED_AFTER_FILTER)  # filter order
     assert report["threshold"] == THRESHOLDS  # one per mask file, as they differ
     assert report["threshold_source"] == "mask files"
-    assert report["model_sha256"] == ["ab" * 32]
+    assert report["model_sha256"] == [DAY_MODEL.sha256, THERMAL_MODEL.sha256]
+    assert report["model_version"] == ["v1", "v2"]
     assert "off the 10x12 grid" in caplog.text
+
+
+def edge_probabilities(product: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Random probabilities with many at the product's threshold, a float32 step below it, within 0.005 of it
+    (where the probability stored to 0.01 falls on the other side), and some NaN (no data)."""
+    threshold = np.float32(THRESHOLDS[product])
+    p = rng.random(shape, dtype=np.float32)
+    edges = [threshold, np.nextafter(threshold, np.float32(0)), threshold - np.float32(0.004), threshold + 0.004]
+    flat = p.reshape(-1)
+    picked = rng.choice(flat.size, 40 * len(edges) + 40, replace=False)
+    for i, value in enumerate([*edges, np.float32(np.nan)]):
+        flat[picked[40 * i : 40 * (i + 1)]] = value
+    return p
+
+
+def hdf5_statistics(csv: Path, masks_dir: Path) -> tuple[dict, np.ndarray]:
+    """The statistics and model-clear flags as sst-comp computed them from the HDF5 masks, before the NetCDF
+    product: dataset ``mask`` read with h5py, clear where ``mask < threshold``, NaN = unknown."""
+    table, _ = sst.apply_filters(sst.read_matchups(csv), csv)
+    probability, threshold = [], []
+    for cell, x, y in zip(table["cems_path"], table["x_cems"], table["y_cems"], strict=True):
+        product = ProductName.parse(Path(cell).name).stem
+        with h5py.File(mask_path(masks_dir, product), "r") as f:
+            probability.append(f["mask"][y, x])
+            threshold.append(f.attrs["threshold"])
+    p = np.array(probability, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        clear = p < np.array(threshold)
+    known = ~np.isnan(p)
+    d = (table["sat_sst_2"] - (table["isst"] + 273.15)).to_numpy()
+    bayes_clear = ((table["pcloudn"] < 0.9) & (table["pcloudo"] < 0.9)).to_numpy()
+    report = {
+        "bayesian": stats(d[bayes_clear]),
+        "model": stats(d[clear]),
+        "agreement": np.mean(~clear[known] == (table["bayes_in"].to_numpy()[known] > 0)),
+        "agreement_pixels": int(known.sum()),
+        "model_unknown_pixels": int((~known).sum()),
+    }
+    return report, clear
+
+
+def test_statistics_equal_those_of_the_hdf5_masks(tmp_path):
+    """The same probabilities as the former HDF5 masks and as NetCDF masks give the same statistics, to the bit:
+    the NetCDF's clear pixels come from its cloud_mask, not from the probability it stores rounded to 0.01."""
+    rng = np.random.default_rng(5)
+    masks = {product: edge_probabilities(product, (40, 50), rng) for product in (PRODUCT_A, PRODUCT_B)}
+    pixels = [(product, x, y) for product in masks for y in range(40) for x in range(50) if rng.random() < 0.5]
+    csv = tmp_path / "matchups.csv"
+    pd.DataFrame([good_row(rng, *pixel, i) for i, pixel in enumerate(pixels)]).to_csv(csv, index=False)
+    write_masks(tmp_path / "hdf5", masks, writer=write_hdf5_mask)
+    write_masks(tmp_path / "netcdf", masks)
+
+    before, clear_before = hdf5_statistics(csv, tmp_path / "hdf5")
+    sst.compare(csv, tmp_path / "netcdf", tmp_path / "out")
+    after = json.loads(SstFiles(tmp_path / "out").summary.read_text())  # as written
+    assert {key: after[key] for key in before} == before
+    assert after["counts"]["rows_matched"] == len(pixels) and after["model"]["clear"] > 100
+    compared = pd.read_csv(SstFiles(tmp_path / "out").table)
+    assert compared["model_clear"].tolist() == clear_before.tolist()  # pixel by pixel
+    # Deciding on the stored probability would not have given the same pixels.
+    with np.errstate(invalid="ignore"):
+        by_stored = compared["model_probability"].to_numpy() < compared["product"].map(THRESHOLDS).to_numpy()
+    assert (by_stored != clear_before).sum() > 10
+
+
+# The matched rows by the model that made their pixel: A has the day model alone; B the thermal model from
+# column NIGHT_FROM_COLUMN on; row 1 is A's no-data pixel.
+DAY_ROWS, NIGHT_ROWS, NO_DATA_ROWS = [0, 2, 3, 4, 5, 6, 7, 9, 10], [8, 11], [1]
+
+
+def test_day_and_night_matchups_are_reported_apart(inputs, tmp_path):
+    table, csv, masks_dir = inputs
+    report = sst.compare(csv, masks_dir, tmp_path / "out")
+    by_daylight = report["by_daylight"]
+    assert by_daylight["unknown"] == len(NO_DATA_ROWS) and "solar zenith" in by_daylight["rule"]
+    for light, rows in (("day", DAY_ROWS), ("night", NIGHT_ROWS)):
+        split, expected = by_daylight[light], expected_stats(table, rows=rows)
+        assert split["matchups"] == len(rows) == split["agreement_pixels"] and split["model_unknown_pixels"] == 0
+        for mask in ("bayesian", "model"):
+            assert split[mask]["clear"] == expected[mask]["clear"]
+            assert split[mask]["median"] == pytest.approx(expected[mask]["median"], abs=1e-12)
+            assert split[mask]["robust_sd"] == pytest.approx(expected[mask]["robust_sd"], abs=1e-12)
+        assert split["agreement"] == pytest.approx(expected["agreement"])
+    assert by_daylight["night"]["model"]["clear"] > 0 and by_daylight["day"]["bayesian"]["clear"] > 0
+    pixels = pd.read_csv(SstFiles(tmp_path / "out").table, keep_default_na=False)
+    assert [pixels["daylight"].tolist().count(light) for light in ("day", "night", "")] == [9, 2, 1]
 
 
 def test_outputs(inputs, tmp_path):
@@ -207,13 +342,14 @@ def test_outputs(inputs, tmp_path):
         "model_clear",
         "bayes_clear",
         "bayes_in",
+        "daylight",
     ]
     assert len(pixels) == N_MATCHED
     assert pixels["model_clear"].sum() == report["model"]["clear"]
     assert pixels["bayes_clear"].sum() == report["bayesian"]["clear"]
     masks = make_masks()
-    for row in pixels.itertuples():
-        assert row.model_probability == pytest.approx(masks[row.product][row.y, row.x], nan_ok=True)
+    for row in pixels.itertuples():  # the probability as the mask stores it, to 0.01
+        assert row.model_probability == pytest.approx(stored(masks[row.product][row.y, row.x]), nan_ok=True)
 
     png = files.histogram.read_bytes()
     assert png.startswith(PNG_SIGNATURE)
@@ -287,28 +423,38 @@ def test_no_masks_for_any_product(inputs, tmp_path):
     _, csv, _ = inputs
     empty = tmp_path / "no_masks"
     empty.mkdir()
-    (empty / "unrelated.h5").write_bytes(b"")
-    with pytest.raises(InputError, match=f"any of the 3 match-up product.*{PRODUCT_A}") as info:
+    MaskFiles(empty).mask("unrelated").write_bytes(b"")
+    expected = MaskFiles(empty).mask(PRODUCT_A).name
+    with pytest.raises(InputError, match=f"any of the 3 match-up product.*{PRODUCT_A}.*such as {expected}") as info:
         sst.compare(csv, empty, tmp_path / "out")
     assert info.value.path == empty
     assert list((tmp_path / "out").iterdir()) == []  # OUT was checked (made) before any work; nothing written
 
 
-def test_mask_file_without_mask_dataset(inputs, tmp_path):
+def test_mask_without_cloud_mask_variable(inputs, tmp_path):
     _, csv, masks_dir = inputs
-    bad = masks_dir / "day" / f"{PRODUCT_A}.h5"
-    with h5py.File(bad, "w") as f:
-        f.create_dataset("probability", data=np.zeros((2, 2)))
-    with pytest.raises(InputError, match="no 'mask' dataset") as info:
+    bad = mask_path(masks_dir, PRODUCT_A)
+    with netCDF4.Dataset(bad, "a") as ds:
+        ds.renameVariable("cloud_mask", "mask")
+    with pytest.raises(InputError, match="has no variable 'cloud_mask'") as info:
+        sst.compare(csv, masks_dir, tmp_path / "out")
+    assert info.value.path == bad
+
+
+def test_mask_that_is_not_netcdf(inputs, tmp_path):
+    _, csv, masks_dir = inputs
+    bad = mask_path(masks_dir, PRODUCT_B)
+    bad.write_bytes(b"not a NetCDF file")
+    with pytest.raises(InputError, match="cannot be read as NetCDF") as info:
         sst.compare(csv, masks_dir, tmp_path / "out")
     assert info.value.path == bad
 
 
 def test_mask_of_another_product(inputs, tmp_path):
     _, csv, masks_dir = inputs
-    with h5py.File(masks_dir / "day" / f"{PRODUCT_A}.h5", "a") as f:
-        f.attrs["product_name"] = PRODUCT_C
-    with pytest.raises(InputError, match=f"mask of product {PRODUCT_C}"):
+    with netCDF4.Dataset(mask_path(masks_dir, PRODUCT_A), "a") as ds:
+        ds.product_name = PRODUCT_C
+    with pytest.raises(InputError, match=f"mask of product {PRODUCT_C}, not of {PRODUCT_A}"):
         sst.compare(csv, masks_dir, tmp_path / "out")
 
 

@@ -14,7 +14,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import h5py
+import netCDF4
 import numpy as np
 import pytest
 
@@ -66,9 +66,9 @@ def sst_inputs(tmp_path) -> tuple[Path, Path]:
 
 
 def mask_of(masks: Path) -> Path:
-    from test_sst import PRODUCT_A
+    from test_sst import PRODUCT_A, mask_path
 
-    return masks / "day" / f"{PRODUCT_A}.h5"
+    return mask_path(masks, PRODUCT_A)
 
 
 def damage_table(table: Path, row: int, cell: str) -> Path:
@@ -103,16 +103,23 @@ def test_hostile_cems_path_cell(case, sst_inputs, tmp_path):
     assert snapshot(tmp_path, outside=out) == before and files_below(out) == []
 
 
-def set_attribute(path: Path, name: str, value) -> None:
-    with h5py.File(path, "a") as f:
-        f.attrs[name] = value
+def set_attribute(path: Path, name: str, value, variable: str | None = None) -> None:
+    """Set a global attribute of a mask product, or one of ``variable``."""
+    with netCDF4.Dataset(path, "a") as ds:
+        (ds.variables[variable] if variable else ds).setncattr(name, value)
 
 
 def huge_mask(path: Path) -> None:
-    """A few-KB file declaring a 20000 x 20000 mask (no chunk written): refused before reading."""
+    """A few-KB file declaring a 20000 x 20000 mask (no chunk written), its attributes intact: refused before
+    reading."""
+    with netCDF4.Dataset(path) as ds:
+        attrs = {key: ds.getncattr(key) for key in ds.ncattrs()}
     path.unlink()
-    with h5py.File(path, "w") as f:
-        f.create_dataset("mask", shape=(20000, 20000), dtype="f4", chunks=(256, 256))
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.setncatts(attrs)
+        ds.createDimension("rows", 20000)
+        ds.createDimension("columns", 20000)
+        ds.createVariable("cloud_mask", "u1", ("rows", "columns"), chunksizes=(256, 256), fill_value=255)
 
 
 # case -> (damage to product A's mask file, problem)
@@ -122,18 +129,27 @@ HOSTILE_MASKS = {
         r"product_name '../../../tmp/x' is not an SLSTR L1 RBT product name",
     ),
     "product_name absolute": (lambda p: set_attribute(p, "product_name", "/etc/passwd"), "product_name '/etc/passwd'"),
-    "product_name not text": (lambda p: set_attribute(p, "product_name", [1, 2]), "product_name .* is not an SLSTR"),
+    "product_name not text": (
+        lambda p: set_attribute(p, "product_name", [1, 2]),
+        "global attribute 'product_name' is missing or not text",
+    ),
     "product_name not UTF-8": (
         lambda p: set_attribute(p, "product_name", np.bytes_(b"\xff\xfe")),
-        "text attribute that is not UTF-8",
+        "product_name .* is not an SLSTR",
     ),
     "threshold not numeric": (
-        lambda p: set_attribute(p, "threshold", "high"),
-        r"attribute 'threshold' is 'high', not a number in \[0, 1\]",
+        lambda p: set_attribute(p, "threshold", "high", "cloud_mask"),
+        r"cloud_mask:threshold must be one finite number, not 'high'",
     ),
-    "threshold out of range": (lambda p: set_attribute(p, "threshold", 7.5), "attribute 'threshold' is '7.5'"),
-    "threshold NaN": (lambda p: set_attribute(p, "threshold", np.nan), "attribute 'threshold' is 'nan'"),
-    "mask of absurd declared size": (huge_mask, r"'mask' of shape \(20000, 20000\) is larger than any product"),
+    "threshold out of range": (
+        lambda p: set_attribute(p, "threshold", 7.5, "cloud_mask"),
+        "cloud_mask:threshold 7.5 is not a probability",
+    ),
+    "threshold NaN": (
+        lambda p: set_attribute(p, "threshold", np.nan, "cloud_mask"),
+        "cloud_mask:threshold must be one finite number, not 'nan'",
+    ),
+    "mask of absurd declared size": (huge_mask, r"rows x columns must be 1\.\.4096 each, not \[20000, 20000\]"),
 }
 
 
