@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cloud_tasks.sst",
     "cloud_tasks.pipeline",
     "cloud_tasks.registry",
+    "cloud_tasks.catalogue",
 )
 
 

@@ -4,6 +4,7 @@
 the two together. Every rule below can be tested on small arrays:
 
 - ``brightness_temperature``: ``raw * scale_factor + add_offset``, NaN at fill;
+- ``scaled_values``: the same in float64 (latitude and longitude: exact to the micro-degree counts);
 - ``block_mean_2x2``: the exact 0.5 km -> 1 km resampling of the radiances;
 - ``interpolate_tie_points``: bilinear interpolation of the tie-point grid (solar zenith angle) to the image;
 - ``sun_geometry`` and ``reflectance``: ``R = pi * L / (E0 * cos SZA)``, NaN where SZA >= 90 deg or unknown;
@@ -58,6 +59,17 @@ class Scaling:
 def brightness_temperature(raw: np.ndarray, scaling: Scaling) -> np.ndarray:
     """float32 physical values of integer counts, NaN at fill."""
     values = raw.astype(np.float32) * np.float32(scaling.scale) + np.float32(scaling.offset)
+    if scaling.fill is not None:
+        values[raw == scaling.fill] = np.nan
+    return values
+
+
+def scaled_values(raw: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """float64 physical values of counts (``raw * scale + offset``), NaN at fill: the scaling netCDF4 applies
+    itself, so that a value equals the file's as any CF reader decodes it."""
+    values = np.asarray(raw, np.float64) * scaling.scale
+    if scaling.offset:
+        values += scaling.offset
     if scaling.fill is not None:
         values[raw == scaling.fill] = np.nan
     return values

@@ -8,12 +8,17 @@ One file per product, ``<out>/{day,night}/<product stem>.h5`` (``layout.converte
 | ``refs`` | float32 | rows, columns, 6 | reflectance S1..S6 (0.5 km radiances block-averaged 2x2) |
 | ``bts`` | float32 | rows, columns, 3 | brightness temperature S7..S9, K |
 | ``sza`` | float32 | rows, columns | solar zenith angle, degrees, interpolated from the tie points |
+| ``latitude`` | float64 | rows, columns | pixel centre, degrees_north: ``geodetic_in.nc`` ``latitude_in`` decoded |
+| ``longitude`` | float64 | rows, columns | pixel centre, degrees_east (-180..180): ``longitude_in`` decoded |
 | ``bayes`` | uint8 | rows, columns | 1 where ``bayes_in`` has any of its named cloud bits set |
 | ``summary_cloud`` | uint8 | rows, columns | 1 where ``confidence_in`` has the ``summary_cloud`` bit |
 | ``flags/<name>`` | uint8/16 | rows, columns | raw ``bayes_in``, ``confidence_in``, ``cloud_in`` + flag attributes |
 
 NaN marks "no valid value": a fill in the source, a 2x2 block with no valid 0.5 km pixel, and for
 reflectances also a solar zenith angle >= 90 degrees or unknown (night: no sunlight to reflect).
+``latitude``/``longitude`` are ``counts * scale_factor + add_offset`` of the source in float64, the value a CF
+reader decodes from ``geodetic_in.nc`` (exact to its micro-degree counts); NaN at its ``_FillValue``. Files
+converted before they were carried lack them: ``read_converted(..., geolocation=True)`` refuses those.
 File attributes: see ``ATTRIBUTES``. Readers check a file against this table and its own ``grid_shape``
 before reading any dataset (``check_converted``).
 """
@@ -35,6 +40,8 @@ BT_CHANNELS = ("S7", "S8", "S9")
 INPUT_CHANNELS = REFLECTANCE_CHANNELS + BT_CHANNELS  # the U-Net's input, in this order
 N_CHANNELS = len(INPUT_CHANNELS)
 LABEL_SOURCES = ("bayes", "summary_cloud")
+GEOLOCATION = ("latitude", "longitude")
+GEOLOCATION_UNITS = {"latitude": "degrees_north", "longitude": "degrees_east"}
 
 ATTRIBUTES = (
     "product_name",  # product stem, without .SEN3
@@ -59,6 +66,8 @@ class ConvertedProduct:
     bts: np.ndarray  # (rows, columns, 3) float32
     labels: dict[str, np.ndarray]  # label source -> (rows, columns) uint8
     attrs: dict
+    latitude: np.ndarray | None = None  # (rows, columns) float64 degrees, NaN unknown; read if asked
+    longitude: np.ndarray | None = None
 
     @property
     def product_name(self) -> str:
@@ -68,17 +77,22 @@ class ConvertedProduct:
 CHANNEL_DATASETS = {"refs": len(REFLECTANCE_CHANNELS), "bts": len(BT_CHANNELS)}
 
 
-def read_converted(path: str | Path, *, labels: tuple[str, ...] = LABEL_SOURCES) -> ConvertedProduct:
-    """Read a converted product; raise InputError naming the file if it is not one (checked before reading)."""
+def read_converted(
+    path: str | Path, *, labels: tuple[str, ...] = LABEL_SOURCES, geolocation: bool = False
+) -> ConvertedProduct:
+    """Read a converted product, with its latitude and longitude if ``geolocation``; raise InputError naming the
+    file if it is not one (checked before reading)."""
     path = Path(path)
     with open_converted(path) as f:
-        check_converted(f, path, labels)
+        check_converted(f, path, labels, geolocation=geolocation)
+        coordinates = {name: f[name][()] for name in GEOLOCATION} if geolocation else {}
         return ConvertedProduct(
             path=path,
             refs=f["refs"][()],
             bts=f["bts"][()],
             labels={name: f[name][()] for name in labels},
             attrs=attributes(f),
+            **coordinates,
         )
 
 
@@ -105,27 +119,40 @@ def open_converted(path: str | Path) -> Iterator:
         raise InputError(path, f"cannot be read as HDF5: {exc}") from None
 
 
-def check_converted(f, path: str | Path, labels: tuple[str, ...] = LABEL_SOURCES) -> tuple[int, int]:
+def check_converted(
+    f, path: str | Path, labels: tuple[str, ...] = LABEL_SOURCES, *, geolocation: bool = False
+) -> tuple[int, int]:
     """Check an open converted product before any of its datasets is read; return its grid (rows, columns).
 
     The ``grid_shape`` attribute must be a grid ``convert-hdf`` could have made (see ``grid_shape``), and
-    ``refs``, ``bts`` and the ``labels`` must be plain datasets stored in this file (no link, no external or
-    virtual storage) of exactly that grid and the layout's dtypes: memory use is then bounded whatever the
-    header declares.
+    ``refs``, ``bts``, the ``labels`` (and ``latitude``/``longitude`` if ``geolocation``) must be plain datasets
+    stored in this file (no link, no external or virtual storage) of exactly that grid and the layout's dtypes:
+    memory use is then bounded whatever the header declares.
     """
     rows, columns = grid_shape(f.attrs.get("grid_shape"), path)
-    expected = {name: ((rows, columns, n), "f", "float32") for name, n in CHANNEL_DATASETS.items()}
-    expected |= {name: ((rows, columns), "biu", "integer") for name in labels}
+    expected = {name: ((rows, columns, n), "float32") for name, n in CHANNEL_DATASETS.items()}
+    expected |= {name: ((rows, columns), "integer") for name in labels}
+    if geolocation:
+        if not any(name in f for name in GEOLOCATION):
+            raise InputError(path, "has no latitude/longitude (converted without them): convert it again (--force)")
+        expected |= {name: ((rows, columns), "float64") for name in GEOLOCATION}
     missing = [name for name in expected if name not in f]
     if missing:
         raise InputError(path, f"not a converted product: missing dataset(s) {', '.join(missing)}")
-    for name, (shape, kinds, dtype_name) in expected.items():
+    for name, (shape, dtype_name) in expected.items():
         dataset = _plain_dataset(f, name, path)
         if dataset.shape != shape:
             raise InputError(path, f"dataset {name} has shape {dataset.shape}, not {shape} (grid_shape)")
-        if dataset.dtype.kind not in kinds or (kinds == "f" and dataset.dtype.itemsize != 4):
+        if not _has_dtype(dataset.dtype, dtype_name):
             raise InputError(path, f"dataset {name} has dtype {dataset.dtype}, not {dtype_name}")
     return rows, columns
+
+
+def _has_dtype(dtype: np.dtype, name: str) -> bool:
+    """Whether a dataset's dtype is the layout's: that float type in either byte order, or any integer (``integer``)."""
+    if name == "integer":
+        return dtype.kind in "biu"
+    return (dtype.kind, dtype.itemsize) == (np.dtype(name).kind, np.dtype(name).itemsize)
 
 
 def grid_shape(value, path: str | Path) -> tuple[int, int]:

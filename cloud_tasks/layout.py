@@ -6,8 +6,7 @@ Data root layout (keyed by date and product, never by run id)::
     <data_root>/hdf/YYYY/MM/DD/{day,night}/<product>.h5 converted products
     <data_root>/models/YYYY/MM/DD/                     model trained on that day (ModelFiles)
     <data_root>/registry/                              model versions and the production alias (RegistryFiles)
-    <data_root>/masks/YYYY/MM/DD/<product>.{h5,png}     cloud masks and quicklooks (MaskFiles)
-    <data_root>/masks/YYYY/MM/DD/<product>.{nc,tif}     CF-NetCDF mask product and its GeoTIFF (MaskFiles)
+    <data_root>/masks/YYYY/MM/DD/<product>.{nc,png,tif} CF-NetCDF mask, quicklook, GeoTIFF if asked (MaskFiles)
     <data_root>/stac/                                   static STAC catalogue (CatalogueFiles)
     <data_root>/sst/YYYY/MM/DD/                         SST comparison (SstFiles)
     <data_root>/summaries/YYYY-MM-DD.json               run summary
@@ -159,7 +158,8 @@ class RegistryFiles:
 
 @dataclass(frozen=True)
 class MaskFiles:
-    """The files of an ``inference`` output folder: a mask and a quicklook per product."""
+    """The files of an ``inference`` output folder: per product a mask (the CF-1.10 / ACDD-1.3 NetCDF-4 product
+    of record, ``cloud_tasks.product.cf_mask``), a quicklook and, when asked for, a GeoTIFF."""
 
     folder: Path
 
@@ -167,14 +167,15 @@ class MaskFiles:
         object.__setattr__(self, "folder", Path(self.folder))
 
     def mask(self, product_stem: str) -> Path:
-        return inside(self.folder, self.folder / f"{product_stem}{HDF_SUFFIX}")
+        """The mask product (NetCDF-4)."""
+        return inside(self.folder, self.folder / f"{product_stem}{NETCDF_SUFFIX}")
 
     def quicklook(self, product_stem: str) -> Path:
         return inside(self.folder, self.folder / f"{product_stem}{QUICKLOOK_SUFFIX}")
 
     def netcdf(self, product_stem: str) -> Path:
-        """The CF-1.10 / ACDD-1.3 NetCDF-4 mask product (``cloud_tasks.product.cf_mask``)."""
-        return inside(self.folder, self.folder / f"{product_stem}{NETCDF_SUFFIX}")
+        """The same file as ``mask`` (its name before the NetCDF became the mask of record)."""
+        return self.mask(product_stem)
 
     def geotiff(self, product_stem: str) -> Path:
         """The mask as a Cloud-Optimized GeoTIFF on a latitude/longitude grid (``cloud_tasks.product.geotiff``)."""
@@ -182,10 +183,11 @@ class MaskFiles:
 
     def masks(self) -> list[Path]:
         """The mask files present, sorted (hidden temporaries excluded)."""
-        return self._present(HDF_SUFFIX)
+        return self._present(NETCDF_SUFFIX)
 
     def netcdfs(self) -> list[Path]:
-        return self._present(NETCDF_SUFFIX)
+        """The same files as ``masks``."""
+        return self.masks()
 
     def quicklooks(self) -> list[Path]:
         return self._present(QUICKLOOK_SUFFIX)
@@ -290,6 +292,18 @@ class DataRoot:
 
     def masks(self, day: dt.date) -> MaskFiles:
         return MaskFiles(self._dated("masks", day))
+
+    def mask_days(self) -> list[dt.date]:
+        """The days that have a masks folder, oldest first (folders not named as a date are no day)."""
+        store, days = self.root / "masks", []
+        for folder in store.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]/[0-9][0-9]"):
+            try:
+                day = dt.date(*(int(part) for part in folder.relative_to(store).parts))
+            except ValueError:  # 2024/02/31
+                continue
+            if folder.is_dir() and self.masks(day).folder == folder:
+                days.append(day)
+        return sorted(days)
 
     def sst(self, day: dt.date) -> SstFiles:
         return SstFiles(self._dated("sst", day))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from isal import isal_zlib  # inflates deflate streams ~2.5x faster than zlib, same bytes
 
-from cloud_tasks.convert_rules import FlagWord, Grid, Scaling, flag_bits
+from cloud_tasks.convert_rules import FlagWord, Grid, Scaling, flag_bits, scaled_values
 from cloud_tasks.errors import InputError
 
 REFLECTANCE_BANDS = (1, 2, 3, 4, 5, 6)
@@ -48,6 +48,7 @@ NUMBER_RANGES = {
     "resolution": (1.0, 1e5),  # metres
 }
 SOLAR_ZENITH_RANGE = (0.0, 180.0)  # degrees
+COORDINATE_RANGES = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0)}  # degrees
 _REQUIRED = object()
 
 
@@ -379,6 +380,30 @@ class GeometryFile(NetCDFFile):
             raise InputError(
                 self.path, f"solar_zenith_tn holds {int(outside.sum())} value(s) outside [{low:g}, {high:g}] degrees"
             )
+        return values
+
+
+class GeodeticFile(NetCDFFile):
+    """``geodetic_in.nc``: latitude and longitude of the 1 km grid's pixel centres (scaled integers in real
+    products: int32 micro-degrees)."""
+
+    def __init__(self, product_dir: Path):
+        super().__init__(Path(product_dir) / "geodetic_in.nc")
+
+    def coordinate(self, name: str, image: Grid) -> np.ndarray:
+        """``latitude`` or ``longitude`` (variable ``<name>_in``) on the 1 km ``image`` grid: float64 degrees, NaN
+        at fill; its shape checked before it is read, its values within ``COORDINATE_RANGES`` and not all fill."""
+        var = self.variable(f"{name}_in", shape=image.shape)
+        if _kind(var) not in "iuf":
+            raise InputError(self.path, f"variable '{var.name}' has dtype {var.dtype}, expected a number")
+        values = scaled_values(self.read(var), self.scaling(var))
+        if np.isnan(values).all():
+            raise InputError(self.path, f"{var.name} holds only fill values")
+        low, high = COORDINATE_RANGES[name]
+        with np.errstate(invalid="ignore"):
+            outside = int(((values < low) | (values > high)).sum())
+        if outside:
+            raise InputError(self.path, f"{var.name} holds {outside} value(s) outside [{low:g}, {high:g}] degrees")
         return values
 
 

@@ -2,6 +2,7 @@
 
 A smooth random cloud field drives the image: clouds raise the reflectances and lower the
 brightness temperatures, and the labels are the field thresholded, so a model can learn them.
+Each product lies on a swath of 1 km pixels (``test_product_footprint.swath``) north of the previous one.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import h5py
 import numpy as np
 
 from cloud_tasks import __version__
-from cloud_tasks.hdf import LABEL_SOURCES
+from cloud_tasks.hdf import GEOLOCATION, LABEL_SOURCES
 from cloud_tasks.layout import converted_path
+
+from test_product_footprint import swath  # isort: skip (a test module beside this one)
 
 # Reflectance gain of a cloud per channel S1..S6 and BT drop per channel S7..S9 (K).
 CLOUD_REFLECTANCE = np.array([0.55, 0.5, 0.45, 0.1, 0.3, 0.25], np.float32)
@@ -78,6 +81,7 @@ def write_product(
     with h5py.File(path, "w") as f:
         f["refs"], f["bts"] = refs, bts
         f["sza"] = np.full(shape, 40.0 if split == "day" else 120.0, np.float32)
+        f["latitude"], f["longitude"] = swath(40.0 + 2.0 * index, 10.0, 192.0, shape)
         f["bayes"], f["summary_cloud"] = bayes, summary
         f["flags/bayes_in"] = bayes
         f["flags/bayes_in"].attrs.update(
@@ -92,13 +96,13 @@ def write_declared_product(
     out_dir: str | Path, index: int = 0, *, shape: tuple[int, int], grid_shape: tuple[int, int] | None = None
 ) -> Path:
     """A day product whose datasets are declared ``shape`` (chunked, no chunk ever written): a file of a few KB
-    that would take ``rows x columns x 11`` bytes and more once read. ``grid_shape`` (default ``shape``) is what
+    that would take ``rows x columns x 13`` values and more once read. ``grid_shape`` (default ``shape``) is what
     its attribute claims."""
     path = _product_path(out_dir, index, "day")
-    datasets = {"refs": (6,), "bts": (3,), "sza": (), "bayes": (), "summary_cloud": ()}
+    datasets = {"refs": (6,), "bts": (3,), "sza": (), "bayes": (), "summary_cloud": (), "latitude": (), "longitude": ()}
     with h5py.File(path, "w") as f:
         for name, channels in datasets.items():
-            dtype = np.uint8 if name in LABEL_SOURCES else np.float32
+            dtype = np.uint8 if name in LABEL_SOURCES else np.float64 if name in GEOLOCATION else np.float32
             f.create_dataset(name, shape=(*shape, *channels), dtype=dtype)  # storage allocated at the first write
         _write_attributes(f, index, grid_shape or shape, "day", [])
     return path

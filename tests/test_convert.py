@@ -139,6 +139,57 @@ def test_reflectance_is_nan_without_sunlight(real_converted):
     assert np.isnan(converted.refs[dark]).all()
 
 
+def geodetic_in(product: Path) -> tuple[np.ndarray, np.ndarray]:
+    """latitude_in, longitude_in as netCDF4 decodes them (its own scale, offset and fill; NaN at fill)."""
+    with netCDF4.Dataset(product / "geodetic_in.nc") as ds:
+        return tuple(np.ma.filled(ds[f"{n}_in"][...].astype(np.float64), np.nan) for n in ("latitude", "longitude"))
+
+
+def assert_geolocation_is_geodetic_in(product: Path, converted_path: Path) -> None:
+    converted = read_converted(converted_path, labels=(), geolocation=True)
+    latitude, longitude = geodetic_in(product)
+    assert converted.latitude.dtype == converted.longitude.dtype == np.float64
+    assert np.array_equal(converted.latitude, latitude, equal_nan=True)
+    assert np.array_equal(converted.longitude, longitude, equal_nan=True)
+    with h5py.File(converted_path) as f:
+        assert (f["latitude"].attrs["units"], f["longitude"].attrs["units"]) == ("degrees_north", "degrees_east")
+
+
+def test_real_product_latitude_longitude_are_its_geodetic_in(real_product, real_converted):
+    assert_geolocation_is_geodetic_in(real_product, real_converted)
+    converted = read_converted(real_converted, labels=(), geolocation=True)
+    assert converted.latitude.shape == (1198, 1500) and np.nanmax(converted.latitude) > 88  # the frame nears the pole
+    assert read_converted(real_converted).latitude is None, "read only when asked for (training does not)"
+
+
+def test_fill_in_geodetic_in_is_nan(sample_products, tmp_path):
+    product = broken_copy(sample_products[0], tmp_path)
+    with netCDF4.Dataset(product / "geodetic_in.nc", "a") as ds:
+        var = ds["longitude_in"]
+        var.set_auto_maskandscale(False)
+        var[:5, :7] = var.getncattr("_FillValue")
+    path = convert_product(product, tmp_path / "out")
+    assert_geolocation_is_geodetic_in(product, path)
+    longitude = read_converted(path, labels=(), geolocation=True).longitude
+    assert np.isnan(longitude[:5, :7]).all() and np.isfinite(longitude).sum() == longitude.size - 35
+
+
+def test_product_without_geodetic_in_is_refused_naming_it(sample_products, tmp_path):
+    product = broken_copy(sample_products[0], tmp_path)
+    (product / "geodetic_in.nc").unlink()
+    with pytest.raises(InputError, match=r"geodetic_in\.nc: missing from the product"):
+        convert_product(product, tmp_path / "out")
+    assert_no_output(tmp_path / "out")
+
+
+def test_real_partial_product_lacks_geodetic_in_until_completed(tmp_path):
+    from conftest import REAL_PRODUCT
+
+    assert not (REAL_PRODUCT / "geodetic_in.nc").exists()
+    with pytest.raises(InputError, match=r"geodetic_in\.nc: missing from the product"):
+        convert_product(REAL_PRODUCT, tmp_path / "out")
+
+
 def test_sample_products_split_into_day_and_night(sample_products, tmp_path):
     paths = convert_products(sample_products, tmp_path)
     assert len(paths) == len(sample_products)
@@ -152,6 +203,9 @@ def test_sample_products_split_into_day_and_night(sample_products, tmp_path):
             assert np.isfinite(converted.refs).mean() > 0.5
             assert converted.attrs["degenerate_labels"] == []
         assert np.isfinite(converted.bts).mean() > 0.99
+    for product in sample_products:
+        stem = product.name.removesuffix(".SEN3")
+        assert_geolocation_is_geodetic_in(product, next(p for p in paths if p.stem == stem))
 
 
 def test_rerun_does_no_work_and_force_gives_identical_bytes(sample_products, tmp_path):

@@ -22,6 +22,7 @@ from cloud_tasks.convert_rules import (
     interpolate_tie_points,
     product_attributes,
     reflectance,
+    scaled_values,
     split_for,
     sun_geometry,
     tie_point_coordinates,
@@ -32,6 +33,16 @@ from cloud_tasks.naming import ProductName, format_product_name
 FILL = -32768
 CONFIDENCE = "coastline ocean day twilight spare spare summary_cloud spare"
 BAYES = "single_low single_moderate dual_low dual_moderate spare spare spare spare"
+
+
+def test_scaled_values_are_float64_counts_times_scale_plus_offset_nan_at_fill():
+    fill = np.iinfo(np.int32).min
+    raw = np.array([[45_123_456, -179_999_999], [fill, 0]], np.int32)
+    values = scaled_values(raw, Scaling(1e-6, 0.0, fill))
+    assert values.dtype == np.float64 and np.isnan(values[1, 0]) and values[1, 1] == 0.0
+    assert values[0, 0] == 45_123_456 * 1e-6 and values[0, 1] == -179_999_999 * 1e-6  # as netCDF4 decodes them
+    shifted = scaled_values(raw, Scaling(1e-6, 10.0, None))
+    assert shifted[1, 0] == fill * 1e-6 + 10.0 and shifted[0, 0] == 45_123_456 * 1e-6 + 10.0
 
 
 def word(raw, meanings: str) -> FlagWord:

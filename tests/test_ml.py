@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -25,9 +24,11 @@ from cloud_tasks.hdf import ATTRIBUTES, read_converted
 from cloud_tasks.layout import MaskFiles, ModelFiles
 from cloud_tasks.ml import data
 from cloud_tasks.ml import model as unet
-from cloud_tasks.ml.inference import load_predictor, predict_mosaic, predict_whole, run_inference
+from cloud_tasks.ml.inference import load_predictor, predict_mosaic, predict_whole, run_inference, sha256
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.ml.train import train
+from cloud_tasks.product import cf_mask
+from cloud_tasks.registry import UNREGISTERED
 
 # Keras converting TensorFlow tensors for numpy 2 (not this package's code).
 pytestmark = pytest.mark.filterwarnings(
@@ -331,32 +332,38 @@ def _history_epochs(out: Path) -> list[int]:
 def test_inference_writes_masks_and_quicklooks(masks, trained):
     out, paths, extra = masks
     assert len(paths) == 7  # 5 day products + the degenerate-label one + the extra; the night one skipped
-    assert paths == MaskFiles(out).masks()
-    with h5py.File(MaskFiles(out).mask(extra.stem)) as f:
-        mask, attrs = f["mask"][()], dict(f.attrs)
-    assert mask.dtype == np.float32 and mask.shape == (100, 140)
-    assert np.isnan(mask[:8]).all() and np.isfinite(mask[8:]).all() and ((mask[8:] >= 0) & (mask[8:] <= 1)).all()
-    assert attrs["model"] == str(ModelFiles(trained).model.resolve())
-    assert len(attrs["model_sha256"]) == 64 and attrs["product_name"] == extra.stem
-    assert attrs["threshold"] == 0.5 and attrs["source_hdf"] == str(extra.resolve())
+    assert paths == MaskFiles(out).masks() and {p.suffix for p in paths} == {".nc"}
+    assert sorted(p.suffix for p in out.iterdir()) == [".nc"] * 7 + [".png"] * 7, "no HDF5 mask, no GeoTIFF unasked"
+    mask = cf_mask.read_mask(MaskFiles(out).mask(extra.stem))
+    product = read_converted(extra, labels=(), geolocation=True)
+    all_channels = np.isfinite(product.refs).all(axis=-1) & np.isfinite(product.bts).all(axis=-1)
+    assert mask.probability.shape == (100, 140) and not mask.valid[:8].any(), "the no-data rows"
+    assert np.array_equal(mask.valid, all_channels) and 0 < (~mask.valid[8:]).sum() < 100, "a missing channel too"
+    assert np.isnan(mask.probability[~mask.valid]).all()
+    assert ((mask.probability[mask.valid] >= 0) & (mask.probability[mask.valid] <= 1)).all()
+    assert np.array_equal(mask.latitude, product.latitude) and np.array_equal(mask.longitude, product.longitude)
+    model = ModelFiles(trained).model
+    assert mask.models == (cf_mask.Model(UNREGISTERED, sha256(model.resolve()), "day"),)
+    assert mask.product_name == extra.stem and mask.threshold == 0.5 and extra.name in mask.attrs["source"]
+    assert mask.attrs["time_coverage_start"] == "2020-06-01T10:30:00.000000Z"  # the converted file's sensing start
     for path in paths:
         png = MaskFiles(out).quicklook(path.stem)
         assert png.read_bytes().startswith(PNG_MAGIC)
         assert imread(png).shape[1] > 300  # decodes as an image
 
 
-def _mtimes(out: Path, paths: list[Path]) -> dict[Path, tuple[int, int]]:
-    return {p: (p.stat().st_mtime_ns, MaskFiles(out).quicklook(p.stem).stat().st_mtime_ns) for p in paths}
+def _files(out: Path) -> dict[Path, tuple[int, bytes]]:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.iterdir())}
 
 
 @pytest.mark.slow
 def test_inference_is_idempotent(masks, trained, hdf_dir, caplog):
     out, paths, extra = masks
-    before = _mtimes(out, paths)
+    before = _files(out)
     caplog.set_level(logging.INFO)
     again = run_inference(ModelFiles(trained).model, [hdf_dir, extra], out)
     assert again == paths
-    assert _mtimes(out, paths) == before
+    assert _files(out) == before, "masks and quicklooks left as they were, byte for byte"
     assert caplog.text.count("already made by this model") == 7 and "night product, skipped" in caplog.text
 
 
@@ -375,17 +382,13 @@ def test_whole_image_mask_equals_the_mosaic(trained, tmp_path):
     np.testing.assert_allclose(banded, whole, atol=1e-5)
 
 
-def _read_masks(out: Path) -> dict[str, np.ndarray]:
-    masks = {}
-    for path in MaskFiles(out).masks():
-        with h5py.File(path) as f:
-            masks[path.stem] = f["mask"][()]
-    return masks
+def _read_masks(out: Path) -> dict[str, cf_mask.MaskProduct]:
+    return {path.stem: cf_mask.read_mask(path) for path in MaskFiles(out).masks()}
 
 
-# Mixed precision against float32, same weights, on CPU: the stated tolerance. Measured on the 7 masks of
-# the `masks` fixture (111,184 valid pixels): max |dp| 0.0029 (bfloat16), 0.00046 (float16); thresholded
-# masks agree on 99.9991 % (bfloat16) and 100 % (float16) of the pixels.
+# Mixed precision against float32, same weights, on CPU: the stated tolerance (of probabilities stored to 0.01).
+# Measured on the 7 masks of the `masks` fixture (111,184 valid pixels), before storage: max |dp| 0.0029
+# (bfloat16), 0.00046 (float16); thresholded masks agree on 99.9991 % (bfloat16) and 100 % (float16) of the pixels.
 MIXED_MAX_DIFFERENCE, MIXED_MIN_AGREEMENT = 0.02, 0.999
 
 
@@ -398,23 +401,25 @@ def test_mixed_precision_masks_match_float32(precision, masks, trained, hdf_dir,
     run_inference(ModelFiles(trained).model, [hdf_dir, extra], mixed_out, precision=precision)
     reference, mixed = _read_masks(out), _read_masks(mixed_out)
     assert mixed.keys() == reference.keys() and len(mixed) == 7
-    a, b = (np.concatenate([m[name].ravel() for name in sorted(m)]) for m in (reference, mixed))
-    assert (np.isnan(a) == np.isnan(b)).all()
-    valid = ~np.isnan(a)
-    difference = np.abs(a[valid] - b[valid])
+
+    def pixels(masks: dict[str, cf_mask.MaskProduct], field: str) -> np.ndarray:
+        return np.concatenate([getattr(masks[name], field).ravel() for name in sorted(masks)])
+
+    valid = pixels(reference, "valid")
+    assert np.array_equal(valid, pixels(mixed, "valid")), "no data depends on the inputs only"
+    difference = np.abs(pixels(reference, "probability") - pixels(mixed, "probability"))[valid]
     assert 0 < difference.max() <= MIXED_MAX_DIFFERENCE, "16-bit layers compute differently, within the tolerance"
-    assert ((a[valid] >= 0.5) == (b[valid] >= 0.5)).mean() >= MIXED_MIN_AGREEMENT
+    assert (pixels(reference, "cloudy") == pixels(mixed, "cloudy"))[valid].mean() >= MIXED_MIN_AGREEMENT
 
 
 @pytest.mark.slow
 def test_xla_compiled_inference_matches(trained, tmp_path):
-    """Measured: max |dp| 4e-7 between the XLA-compiled and the plain forward pass."""
-    path = write_product(tmp_path, 12, shape=(120, 150))
-    plain, compiled = (
-        _read_masks(run_inference(ModelFiles(trained).model, [path], tmp_path / name, xla=xla)[0].parent)
-        for name, xla in (("plain", False), ("xla", True))
-    )
-    np.testing.assert_allclose(compiled[path.stem], plain[path.stem], atol=1e-4)
+    """Measured: max |dp| 4e-7 between the XLA-compiled and the plain forward pass (compared before the mask
+    product stores them to 0.01)."""
+    product = read_converted(write_product(tmp_path, 12, shape=(120, 150)), labels=())
+    x, _ = data.normalise(product.refs, product.bts)
+    plain, compiled = (predict_whole(load_predictor(ModelFiles(trained).model, xla=xla), x) for xla in (False, True))
+    np.testing.assert_allclose(compiled, plain, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -219,5 +219,6 @@ def test_made_by_recognises_the_models_and_threshold(tmp_path):
     path = write_test_mask(tmp_path / "m.nc")
     assert cf_mask.made_by(path, MODELS, 0.5)
     assert not cf_mask.made_by(path, [cf_mask.Model("v3", "ef" * 32)], 0.5)
+    assert not cf_mask.made_by(path, [cf_mask.Model("v4", "ab" * 32)], 0.5), "the same file registered again"
     assert not cf_mask.made_by(path, MODELS, 0.6)
     assert not cf_mask.made_by(tmp_path / "absent.nc", MODELS, 0.5)

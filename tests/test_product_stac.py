@@ -89,7 +89,7 @@ def make_masks(data_root: Path) -> dict[str, Path]:
             "sensing_start": f"{start:%Y-%m-%dT%H:%M:%S}.250000Z",
             "sensing_stop": f"{start + dt.timedelta(seconds=180):%Y-%m-%dT%H:%M:%S}.0Z",
         }
-        made[stem] = write_test_mask(masks.netcdf(stem), *swath(*place), product=product, source=f"{stem}.h5")
+        made[stem] = write_test_mask(masks.mask(stem), *swath(*place), product=product, source=f"{stem}.h5")
         hdf = DataRoot(data_root).hdf_split(name_day) / f"{stem}.h5"
         hdf.parent.mkdir(parents=True, exist_ok=True)
         hdf.write_bytes(b"converted")
@@ -230,7 +230,7 @@ def test_the_validation_is_not_vacuous(tmp_path):
 def test_a_mask_without_valid_pixels_has_no_cloud_cover_and_a_damaged_index_is_named(tmp_path):
     masks = DataRoot(tmp_path).masks(DAY)
     nothing_valid = np.full((60, 80), np.nan, np.float32)
-    path = write_test_mask(masks.netcdf(STEM), probability=nothing_valid)
+    path = write_test_mask(masks.mask(STEM), probability=nothing_valid)
     item = json.loads(stac.add_mask_item(tmp_path, path).read_text())
     validate(item)
     assert "eo:cloud_cover" not in item["properties"] and item["properties"]["cloud_tasks:valid_fraction"] == 0

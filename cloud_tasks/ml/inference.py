@@ -1,17 +1,21 @@
-"""``inference``: cloud-probability masks of converted products from a trained U-Net.
+"""``inference``: cloud masks of converted products from a trained U-Net.
 
-For each day product, ``OUT/<product_name>.h5`` holds the dataset ``mask``: float32 cloud
-probabilities on the product's own 1 km grid, NaN where the input had no valid value in any of the
-9 channels (pixels with only some channels missing are predicted, those channels read as 0).
-Attributes: ``model`` (path), ``model_sha256``, ``model_version`` (the registry's ``vN``),
-``product_name``, ``threshold`` (the cloud/clear cut recorded for downstream use), ``method`` and
-``source_hdf``. ``OUT/<product_name>.png`` is a
-quicklook: false-colour reflectances (S3, S2, S1) beside the thresholded model mask and the
-Bayesian mask. Night products are skipped; a mask already made by the same model (same SHA-256)
-with the same threshold is kept as it is. ``<product_name>`` is the input's ``product_name`` attribute,
-used only once it parses as an SLSTR product name (``naming.stem_from_file``); each input is checked
-against its own ``grid_shape`` before it is read (``hdf.check_converted``), and the model must map an
-image of 9 channels to one probability per pixel. A bad product fails alone: the others are masked.
+For each day product, ``OUT/<product_name>.nc`` (``layout.MaskFiles.mask``) is the mask product of record: the
+CF-1.10 / ACDD-1.3 NetCDF-4 file of ``cloud_tasks.product.cf_mask`` (cloud probability and cloud mask on the
+product's own 1 km grid, its latitude and longitude from the converted file, sensing time, source product,
+model version and SHA-256, threshold). A pixel is valid when all 9 input channels are: any other pixel
+(fill in the source, a solar zenith angle >= 90 degrees in a twilight scene) is no data, stored as
+``_FillValue``, shown as no data in the quicklook and left out of every cloud fraction. ``OUT/<product_name>.png``
+is a quicklook: false-colour reflectances (S3, S2, S1) beside the model mask and the Bayesian mask, with a
+legend (clear / cloud / no data). With ``--geotiff``, ``OUT/<product_name>.tif`` is the mask as a
+Cloud-Optimized GeoTIFF on a latitude/longitude grid (``cloud_tasks.product.geotiff``).
+
+Night products are skipped; a mask already made by the same model (registry version and SHA-256) with the same
+threshold is kept as it is (``cf_mask.made_by``). ``<product_name>`` is the input's ``product_name`` attribute,
+used only once it parses as an SLSTR product name (``naming.stem_from_file``); each input is checked against
+its own ``grid_shape`` before it is read (``hdf.check_converted``, latitude and longitude included), and the
+model must map an image of 9 channels to one probability per pixel. A bad product fails alone: the others are
+masked.
 
 ``--precision mixed_bfloat16|mixed_float16`` runs the layers in 16 bits (the output layer in float32;
 masks within 0.02 of float32's, see tests/test_ml.py), ``--xla`` compiles the forward pass with XLA.
@@ -40,10 +44,12 @@ import numpy as np
 from cloud_tasks.atomic import atomic_file, output_dir
 from cloud_tasks.errors import BatchFailures, CloudTasksError, DiskFullError, InputError, product_failure
 from cloud_tasks.hdf import N_CHANNELS, read_attrs, read_converted
-from cloud_tasks.layout import MaskFiles
+from cloud_tasks.layout import DAY_SPLIT, MaskFiles
 from cloud_tasks.ml.options import POOLING_MULTIPLE, PRECISIONS
 from cloud_tasks.naming import stem_from_file
 from cloud_tasks.paths import expand_inputs
+from cloud_tasks.product import cf_mask
+from cloud_tasks.product.geotiff import write_geotiff
 from cloud_tasks.registry import UNREGISTERED, registered_version
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,12 @@ class _Job:
     threshold: float
     method: str
     batch_size: int
+    with_geotiff: bool = False
+
+    @property
+    def models(self) -> list[cf_mask.Model]:
+        """The model as a mask product records it (a day model: reflectances and brightness temperatures)."""
+        return [cf_mask.Model(self.version, self.digest, cf_mask.DAY_MODEL)]
 
 
 def run_inference(
@@ -83,8 +95,10 @@ def run_inference(
     batch_size: int = 8,
     precision: str = "float32",
     xla: bool = False,
+    geotiff: bool = False,
 ) -> list[Path]:
-    """Write a mask and a quicklook per day product of ``inputs``; return the mask paths (made or kept).
+    """Write a mask (NetCDF) and a quicklook per day product of ``inputs``, and a GeoTIFF if ``geotiff``; return
+    the mask paths (made or kept).
 
     The model is loaded once for all products and run under the Keras dtype policy ``precision``, its
     forward pass XLA-compiled if ``xla``; ``batch_size`` is the number of patches per model call of the
@@ -97,7 +111,7 @@ def run_inference(
     predict = load_predictor(model_path, precision=precision, xla=xla)
     masks = MaskFiles(output_dir(out_dir))  # made once the model is known good: a bad one leaves no OUT behind
     version = registered_version(model_path) or UNREGISTERED
-    job = _Job(predict, model_path, sha256(model_path), version, masks, threshold, method, batch_size)
+    job = _Job(predict, model_path, sha256(model_path), version, masks, threshold, method, batch_size, geotiff)
     written, failures = [], []
     for path in paths:
         try:
@@ -131,42 +145,57 @@ def _check_settings(threshold: float, method: str, batch_size: int, precision: s
 def _mask_product(path: Path, job: _Job) -> Path | None:
     """Mask one product (None for a night product); a mask made by the same model is kept."""
     attrs = read_attrs(path)
-    if attrs.get("split") != "day":
+    if attrs.get("split") != DAY_SPLIT:
         log.info("%s: night product, skipped (the model needs reflectances)", path)
         return None
     # The output's name comes from inside the file: checked to be a bare product name, the path to stay in OUT.
     stem = stem_from_file(attrs.get("product_name", path.stem), path)
-    mask_path, quicklook_path = job.masks.mask(stem), job.masks.quicklook(stem)
-    if quicklook_path.is_file() and _made_by(mask_path, job):
+    mask_path, geotiff_path = job.masks.mask(stem), job.masks.geotiff(stem)
+    if job.masks.quicklook(stem).is_file() and cf_mask.made_by(mask_path, job.models, job.threshold):
         log.info("%s: already made by this model version, kept", mask_path)
-        return mask_path
-    mask_attrs = {
-        "model": str(job.model),
-        "model_sha256": job.digest,
-        "model_version": job.version,
-        "product_name": stem,
-        "threshold": job.threshold,
-        "method": job.method,
-        "source_hdf": str(Path(path).resolve()),
-    }
-    _process(path, job, mask_path, quicklook_path, mask_attrs)
+    else:
+        cf_mask.product_info(attrs | {"product_name": stem}, path)  # sensing times checked before predicting
+        geotiff_path.unlink(missing_ok=True)  # an earlier mask's: made again below if asked for
+        _process(path, job, stem)
+    if job.with_geotiff and not geotiff_path.is_file():
+        write_geotiff(geotiff_path, cf_mask.read_mask(mask_path))
     return mask_path
 
 
-def _process(path: Path, job: _Job, mask_path: Path, quicklook_path: Path, attrs: dict) -> None:
-    """Predict one product's mask and write the quicklook, then the mask (its presence marks completion)."""
+def _process(path: Path, job: _Job, stem: str) -> None:
+    """Predict one product's mask and write it, then its quicklook (both present mark a product done: a bad
+    product, refused when its mask is written, leaves neither)."""
     from cloud_tasks.ml.data import normalise
 
-    product = read_converted(path, labels=("bayes",))  # shapes and dtypes checked before reading
+    product = read_converted(path, labels=("bayes",), geolocation=True)  # shapes and dtypes checked before reading
     x, n_finite = normalise(product.refs, product.bts)
     if job.method == "whole":
-        mask = predict_whole(job.predict, x)
+        probability = predict_whole(job.predict, x)
     else:
-        mask = predict_mosaic(job.predict, x, batch_size=job.batch_size)
-    mask[n_finite == 0] = np.nan
-    write_quicklook(quicklook_path, product.refs, mask, product.labels["bayes"], job.threshold, attrs["product_name"])
-    _write_mask(mask_path, mask, attrs)
-    log.info("%s: mask written, %.1f%% cloud", mask_path, 100 * np.nanmean(_binary(mask, job.threshold)))
+        probability = predict_mosaic(job.predict, x, batch_size=job.batch_size)
+    valid = n_finite == N_CHANNELS  # a pixel missing any channel is no data (twilight: no reflectances)
+    decision = cf_mask.classify(probability, job.threshold, valid)
+    mask_path = cf_mask.write_mask(
+        job.masks.mask(stem),
+        probability,
+        product.latitude,
+        product.longitude,
+        product=product.attrs | {"product_name": stem},
+        models=job.models,
+        threshold=job.threshold,
+        valid=valid,
+        source=path,
+    )
+    write_quicklook(job.masks.quicklook(stem), product.refs, decision, product.labels["bayes"], job.threshold, stem)
+    log.info("%s: mask written, %s", mask_path, _fraction_text(decision))
+
+
+def _fraction_text(decision: np.ndarray) -> str:
+    """``55% cloud, 57% valid`` (cloud share of the valid pixels) or ``no valid pixel``."""
+    fraction = cf_mask.cloud_fraction(decision)
+    if fraction is None:
+        return "no valid pixel"
+    return f"{100 * fraction:.0f}% cloud, {100 * np.mean(decision != cf_mask.NO_DATA):.0f}% valid"
 
 
 def load_predictor(model_path: Path, *, precision: str = "float32", xla: bool = False) -> Predict:
@@ -290,65 +319,50 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _made_by(mask_path: Path, job: _Job) -> bool:
-    """Whether ``mask_path`` exists and was made by this job's model (same file and same registry version:
-    a mask of another version is made again) with its threshold."""
-    import h5py
-
-    from cloud_tasks.hdf import plain_value
-
-    if not mask_path.is_file():
-        return False
-    try:
-        with h5py.File(mask_path, "r") as f:
-            made = {key: plain_value(f.attrs.get(key)) for key in ("model_sha256", "model_version", "threshold")}
-            return "mask" in f and made == {
-                "model_sha256": job.digest,
-                "model_version": job.version,
-                "threshold": job.threshold,
-            }
-    except OSError:
-        return False  # unreadable: made again
+# Quicklook shades of the cloud_mask values: clear, cloud, no data (a colour no mask value can be confused with).
+QUICKLOOK_SHADES = {cf_mask.CLEAR: ("clear", "#202020"), cf_mask.CLOUDY: ("cloud", "#f4f4f4")}
+NO_DATA_SHADE = ("no data", "#e07b39")
 
 
-def _write_mask(path: Path, mask: np.ndarray, attrs: dict) -> None:
-    import h5py
-
-    with atomic_file(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("mask", data=mask, compression="gzip", compression_opts=4, shuffle=True)
-        f.attrs.update(attrs)
-
-
-def _binary(mask: np.ndarray, threshold: float) -> np.ndarray:
-    """1.0 cloud, 0.0 clear, NaN where the mask is NaN."""
-    return np.where(np.isnan(mask), np.nan, mask >= threshold)
-
-
-def write_quicklook(path: Path, refs, mask, bayes, threshold: float, title: str) -> None:
-    """PNG of false-colour reflectances (S3, S2, S1 as red, green, blue), the model mask and the Bayesian mask."""
-    from matplotlib import colormaps
+def write_quicklook(path: Path, refs, decision, bayes, threshold: float, title: str) -> None:
+    """PNG of false-colour reflectances (S3, S2, S1 as red, green, blue), the model mask (``decision``: cloud_mask
+    values) and the Bayesian mask on the same valid pixels, with a legend; fractions over valid pixels only."""
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
-    step = max(1, math.ceil(max(mask.shape) / 600))  # a quicklook: ~600 px per panel is plenty
+    step = max(1, math.ceil(max(decision.shape) / 600))  # a quicklook: ~600 px per panel is plenty
     rgb = refs[::step, ::step, [2, 1, 0]]
     bright = np.nanpercentile(rgb, 99) if np.isfinite(rgb).any() else 1.0
     rgb = np.nan_to_num(np.clip(rgb / max(bright, 1e-6), 0.0, 1.0))
-    model_mask = _binary(mask[::step, ::step], threshold)
-    binary = colormaps["gray"].with_extremes(bad="tab:red")
+    bayes_decision = np.where(decision == cf_mask.NO_DATA, cf_mask.NO_DATA, bayes != 0).astype(np.uint8)
+    shades = [*QUICKLOOK_SHADES.values(), NO_DATA_SHADE]
+    colours = ListedColormap([colour for _, colour in shades])
 
-    fig = Figure(figsize=(15, 5.5), layout="constrained")
-    fig.suptitle(title, fontsize=9)
+    fig = Figure(figsize=(15, 6), layout="constrained")
+    fig.suptitle(f"{title}\nvalid pixels (all 9 channels): {100 * np.mean(decision != cf_mask.NO_DATA):.0f}%")
     panels = (
         (rgb, "false colour (S3, S2, S1)"),
-        (model_mask, f"model mask (p >= {threshold:g}): {100 * np.nanmean(model_mask):.0f}% cloud"),
-        (bayes[::step, ::step], f"Bayesian mask: {100 * bayes.mean():.0f}% cloud"),
+        (decision, f"model mask (p >= {threshold:g}): {_percent_cloud(decision)}"),
+        (bayes_decision, f"Bayesian mask: {_percent_cloud(bayes_decision)}"),
     )
     for ax, (image, name) in zip(fig.subplots(1, 3), panels, strict=True):
-        ax.imshow(image, cmap=binary, vmin=0, vmax=1, interpolation="nearest")
+        if image.ndim == 2:  # cloud_mask values -> 0 clear, 1 cloud, 2 no data
+            image = np.minimum(image[::step, ::step], len(shades) - 1)
+            ax.imshow(image, cmap=colours, vmin=0, vmax=len(shades) - 1, interpolation="nearest")
+        else:
+            ax.imshow(image, interpolation="nearest")
         ax.set_title(name)
         ax.set_axis_off()
+    handles = [Patch(facecolor=colour, edgecolor="grey", label=label) for label, colour in shades]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
+
+
+def _percent_cloud(decision: np.ndarray) -> str:
+    fraction = cf_mask.cloud_fraction(decision)
+    return "no valid pixel" if fraction is None else f"{100 * fraction:.0f}% cloud (of valid pixels)"
 
 
 def register(subparsers) -> None:
@@ -356,17 +370,23 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "inference",
         help="predict cloud masks of converted HDF5 products with a trained model",
-        description="Predict a cloud-probability mask and a quicklook per converted day product.",
+        description="Predict a cloud mask product (CF-NetCDF) and a quicklook per converted day product.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL", help="trained model (.keras), e.g. the train command's OUT/model.keras")
     p.add_argument("inputs", nargs="+", metavar="HDF_INPUT", help="converted .h5 files, folders, globs or .txt lists")
-    p.add_argument("out", metavar="OUT", help="output folder for <product>.h5 masks and <product>.png quicklooks")
+    p.add_argument("out", metavar="OUT", help="output folder for <product>.nc masks and <product>.png quicklooks")
     p.add_argument("--threshold", type=float, default=0.5, help="cloud probability from which a pixel is cloudy")
     p.add_argument("--method", choices=METHODS, default="whole", help="whole-image passes or the reference's mosaic")
     p.add_argument("--batch-size", type=int, default=8, help="patches per model call (mosaic method)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy of the layers")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=False, help="XLA-compile the model")
+    p.add_argument(
+        "--geotiff",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also write <product>.tif, the mask as a Cloud-Optimized GeoTIFF on a latitude/longitude grid",
+    )
     p.set_defaults(func=run_cli)
 
 
@@ -380,4 +400,5 @@ def run_cli(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         precision=args.precision,
         xla=args.xla,
+        geotiff=args.geotiff,
     )

@@ -13,11 +13,13 @@ Usage (inference writes it; ``sst-comp``, the GeoTIFF, the STAC catalogue and th
         threshold=0.5,                         # cloudy where probability >= threshold
         valid=valid,                           # optional bool (rows, columns): False = no valid input = no data
         model_used=None,                       # optional (rows, columns) index into ``models`` (issue 17)
-        source=hdf_path.name,                  # the converted file it was made from
+        source=hdf_path,                       # the converted file it was made from (its name is recorded)
     )
     mask = cf_mask.read_mask(path)             # MaskProduct: arrays and attributes, checked
     mask.cloud_mask, mask.valid, mask.cloud_fraction  # the decision, where it holds, cloud share of valid pixels
     cf_mask.made_by(path, models, threshold)   # an existing file made by these models with this threshold?
+    cf_mask.classify(probability, threshold, valid)  # the cloud_mask values write_mask stores, before writing
+    cf_mask.cloud_fraction(values)             # cloud share of the valid pixels of cloud_mask values (or None)
 
 Use ``cloud_mask`` (or ``MaskProduct.cloudy``) for clear/cloudy decisions: it was taken on the unquantised
 probability, whereas ``cloud_probability`` is stored to 0.01.
@@ -58,6 +60,7 @@ CLEAR, CLOUDY, NO_DATA = 0, 1, 255  # cloud_mask values (NO_DATA: the _FillValue
 PROBABILITY_FILL = np.int8(-127)
 MASK_MEANINGS = "clear cloudy"
 MODEL_KINDS = ("day", "thermal")  # day: reflectances + BTs; thermal: BTs only (issue 17)
+DAY_MODEL, THERMAL_MODEL = MODEL_KINDS
 PROBABILITY_SCALE = 0.01
 COORDINATE_SCALE = 1e-6
 COORDINATE_FILL = np.int32(-(2**31))
@@ -120,8 +123,22 @@ class MaskProduct:
     @property
     def cloud_fraction(self) -> float | None:
         """Share of the valid pixels that are cloudy (None when no pixel is valid)."""
-        n_valid = int(self.valid.sum())
-        return float(self.cloudy.sum() / n_valid) if n_valid else None
+        return cloud_fraction(self.cloud_mask)
+
+
+def classify(probability: np.ndarray, threshold: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """``cloud_mask`` values (uint8): CLOUDY where the probability >= ``threshold``, CLEAR below, NO_DATA where it
+    is NaN or not ``valid``."""
+    probability = np.asarray(probability, np.float32)
+    no_data = ~np.isfinite(probability) if valid is None else ~np.isfinite(probability) | ~np.asarray(valid, bool)
+    return np.where(no_data, NO_DATA, np.where(probability >= threshold, CLOUDY, CLEAR)).astype(np.uint8)
+
+
+def cloud_fraction(values: np.ndarray) -> float | None:
+    """Share of the valid pixels of ``cloud_mask`` values that are cloudy (None when no pixel is valid): the one
+    cloud fraction of quicklooks, logs, the STAC catalogue and summaries."""
+    n_valid = int(np.count_nonzero(values != NO_DATA))
+    return float(np.count_nonzero(values == CLOUDY) / n_valid) if n_valid else None
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,7 @@ def write_mask(
     threshold: float,
     valid: np.ndarray | None = None,
     model_used: np.ndarray | None = None,
-    source: str | None = None,
+    source: str | Path | None = None,
     history: str | None = None,
     created: dt.datetime | None = None,
     producer: Mapping[str, str] | None = None,
@@ -153,10 +170,11 @@ def write_mask(
 
     ``product`` holds ``product_name`` (the stem), ``sensing_start`` and ``sensing_stop`` (ISO 8601), as the
     converted HDF5 file's attributes do; ``created`` (default now) sets ``date_created``; ``history`` is
-    appended to the line this call writes. Raise InputError (naming ``source`` or the product) for bad
+    appended to the line this call writes; ``source`` is the converted file, recorded by its name (the product
+    does not tell where the pipeline keeps its files). Raise InputError (naming ``source`` or the product) for bad
     attributes, CloudTasksError for inconsistent arrays or settings.
     """
-    info = _product_info(product, source)
+    info = product_info(product, source)
     probability = np.asarray(probability, np.float32)
     no_data = _check_arrays(probability, latitude, longitude, valid, model_used, models, threshold)
     try:
@@ -165,7 +183,7 @@ def write_mask(
         raise InputError(source or info.name.stem, f"no usable geolocation: {exc}") from None
     created = (created or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     attrs = _global_attributes(info, models, footprint, latitude, longitude, created, source, history, producer)
-    mask = np.where(no_data, NO_DATA, np.where(probability >= threshold, CLOUDY, CLEAR)).astype(np.uint8)
+    mask = classify(probability, threshold, ~no_data)
     counts = np.rint(np.nan_to_num(probability) / PROBABILITY_SCALE).astype(np.int8)
     counts[no_data] = PROBABILITY_FILL
     used = None if model_used is None else np.where(no_data, NO_DATA, model_used).astype(np.uint8)
@@ -175,8 +193,9 @@ def write_mask(
     return path
 
 
-def _product_info(product: Mapping, source: str | None) -> _Product:
-    """The product's name and sensing times from its attributes (values from a file: checked)."""
+def product_info(product: Mapping, source: str | Path | None) -> _Product:
+    """The product's name and sensing times from its attributes (values from a file: checked; an InputError
+    names ``source``): ``write_mask`` calls it, and a caller may, to refuse a product before predicting."""
     where = source or "product attributes"
     stem = stem_from_file(product.get("product_name"), where)
     times = []
@@ -248,7 +267,7 @@ def _global_attributes(info: _Product, models, footprint, lat, lon, created, sou
         "license": f"Contains modified Copernicus Sentinel data {info.start.year}",
         "acknowledgement": "Copernicus Sentinel-3 SLSTR data (ESA, EUMETSAT)",
         "history": line + (f"\n{history}" if history else ""),
-        "source": f"Sentinel-3 SLSTR L1 RBT {name.sen3}" + (f", converted as {source}" if source else ""),
+        "source": f"Sentinel-3 SLSTR L1 RBT {name.sen3}" + (f", converted as {Path(source).name}" if source else ""),
         "comment": "Swath product: latitude and longitude are the pixel centres of the SLSTR 1 km nadir grid.",
         "processing_level": "L2",
         "cdm_data_type": "Swath",
@@ -405,15 +424,15 @@ def read_mask(path: str | Path) -> MaskProduct:
 
 
 def made_by(path: str | Path, models: Sequence[Model], threshold: float) -> bool:
-    """Whether ``path`` is a readable, valid mask made by these models (sha256 and kind) with this threshold."""
+    """Whether ``path`` is a readable, valid mask made by these models (version, sha256 and kind: a mask of
+    another registry version of the same file is made again) with this threshold."""
     if not Path(path).is_file():
         return False
     try:
         mask = read_mask(path)  # checked in full: a damaged file is made again
     except InputError:
         return False
-    same_models = [(m.sha256, m.kind) for m in mask.models] == [(m.sha256, m.kind) for m in models]
-    return same_models and mask.threshold == threshold
+    return mask.models == tuple(models) and mask.threshold == threshold
 
 
 def _read(ds, path: Path) -> MaskProduct:

@@ -4,7 +4,7 @@ Usage (opt-in per run: the NetCDF mask is the product of record)::
 
     from cloud_tasks.product import cf_mask, geotiff
 
-    mask = cf_mask.read_mask(masks.netcdf(stem))
+    mask = cf_mask.read_mask(masks.mask(stem))
     geotiff.write_geotiff(masks.geotiff(stem), mask)  # resolution=0.01 deg, radius_m=1500 by default
 
 One band, uint8: 0 clear, 1 cloudy, 255 no data (outside the swath, beyond the radius, or no valid input).

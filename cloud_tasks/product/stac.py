@@ -4,7 +4,7 @@ Usage (each stage adds what it made, when it has finished)::
 
     from cloud_tasks.product import stac
 
-    stac.add_mask_item(data_root, masks.netcdf(stem), source_hdf=hdf_path)  # after the mask, GeoTIFF, quicklook
+    stac.add_mask_item(data_root, masks.mask(stem), source_hdf=hdf_path)  # after the mask, GeoTIFF, quicklook
     stac.add_model_items(data_root)  # after a model version is registered (every version of the registry)
 
 Layout (``layout.CatalogueFiles``; relative links throughout, so the data root can move)::

@@ -92,6 +92,16 @@ BAD_PRODUCTS: dict[str, tuple[str, Callable[[Path, Path], None], str]] = {
         lambda p, f: fill_everywhere(f, "S2_radiance_an"),
         "S2_radiance_an holds only fill values in a day product",
     ),
+    "geolocation all fill": (
+        "geodetic_in.nc",
+        lambda p, f: fill_everywhere(f, "longitude_in"),
+        "longitude_in holds only fill values",
+    ),
+    "geolocation of the wrong shape": (
+        "geodetic_in.nc",
+        lambda p, f: rewrite_rows(f, rows_of(p) + 3),
+        r"variable 'latitude_in' has shape \(\d+, \d+\), expected \(\d+, \d+\)",
+    ),
     "BT all fill": ("S9_BT_in.nc", lambda p, f: fill_everywhere(f, "S9_BT_in"), "S9_BT_in holds only fill values"),
     "NetCDF truncated mid-file": ("S1_radiance_an.nc", lambda p, f: truncate(f), r"not a readable NetCDF file \("),
     "NetCDF empty": ("flags_in.nc", lambda p, f: f.write_bytes(b""), r"not a readable NetCDF file \("),

@@ -169,6 +169,11 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], None], str]] = {
         lambda f: redeclare(f, {"columns": 0}),
         r"tie-point grid of \d+ x 0 points",
     ),
+    "geolocation of 60000 x 60000": (
+        "geodetic_in.nc",
+        lambda f: redeclare(f, {"rows": HUGE, "columns": HUGE}),
+        rf"variable 'latitude_in' has shape \({HUGE}, {HUGE}\), expected \(\d+, \d+\)",
+    ),
     "chunk inflating to 2.5 GB": (
         "S9_BT_in.nc",
         lambda f: deflate_bomb(f, "S9_BT_in"),
@@ -224,6 +229,21 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], None], str]] = {
         "S5_quality_an.nc",
         lambda f: set_values_1d(f, "S5_solar_irradiance_an", np.inf),
         r"S5_solar_irradiance_an holds no valid irradiance",
+    ),
+    "latitude of 2000 degrees": (
+        "geodetic_in.nc",
+        lambda f: set_values(f, "latitude_in", 2_000_000_000),  # micro-degrees
+        r"latitude_in holds 1 value\(s\) outside \[-90, 90\] degrees",
+    ),
+    "longitude scale_factor as text": (
+        "geodetic_in.nc",
+        lambda f: set_attribute(f, "longitude_in", "scale_factor", "1e-6 degrees"),
+        r"attribute scale_factor of variable longitude_in: '1e-6 degrees' is not a number",
+    ),
+    "latitude add_offset of 1e9": (
+        "geodetic_in.nc",
+        lambda f: set_attribute(f, "latitude_in", "add_offset", 1e9),
+        r"attribute add_offset of variable latitude_in: 1000000000\.0 is not within \[",
     ),
     "solar zenith angle of 1e30": (
         "geometry_tn.nc",

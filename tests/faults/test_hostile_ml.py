@@ -224,6 +224,48 @@ def test_hostile_value_is_one_clear_error(case, command, sandbox, model, survivo
         assert not out.exists(), "OUT is made once the inputs are known good"
 
 
+# Hostile geolocation: only inference reads it (training needs no latitude or longitude).
+HOSTILE_GEOLOCATION = {
+    "no latitude/longitude (an older conversion)": (
+        lambda f: (f.__delitem__("latitude"), f.__delitem__("longitude")),
+        r"has no latitude/longitude \(converted without them\): convert it again \(--force\)",
+    ),
+    "latitude missing": (
+        lambda f: f.__delitem__("latitude"),
+        r"not a converted product: missing dataset\(s\) latitude",
+    ),
+    "longitude float32": (
+        replace_dataset("longitude", lambda f: f["longitude"][()].astype(np.float32)),
+        r"dataset longitude has dtype float32, not float64",
+    ),
+    "latitude of another grid": (
+        replace_dataset("latitude", lambda f: f["latitude"][:64]),
+        r"dataset latitude has shape \(64, 128\), not \(128, 128\) \(grid_shape\)",
+    ),
+    "latitude an external link": (linked_elsewhere("latitude"), r"latitude is not a dataset stored in this file"),
+    "longitude stored in another file": (stored_elsewhere("longitude"), r"dataset longitude keeps its data in .*"),
+    "no latitude known": (
+        replace_dataset("latitude", lambda f: np.full(f["latitude"].shape, np.nan)),
+        r"no usable geolocation: .*",
+    ),
+    "sensing_start not a time": (
+        set_attribute("sensing_start", "yesterday"),
+        r"sensing_start 'yesterday' is not an ISO 8601 time",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_GEOLOCATION)
+def test_hostile_geolocation_is_one_clear_error(case, sandbox, model, survivors, capsys):
+    damage, problem = HOSTILE_GEOLOCATION[case]
+    product, out = hostile_product(sandbox / "in", damage), out_of(sandbox)
+    survivors.guard(sandbox / "in")
+    returncode = main(["inference", str(model), str(product), str(out)])
+    assert_refused(returncode, capsys.readouterr().err, product, problem)
+    assert not survivors.lost(), "the input is only read"
+    assert not [p for p in out.iterdir()], "no mask, no quicklook"
+
+
 # ---------------------------------------------------------------- declared sizes, bounded memory
 
 
