@@ -197,7 +197,9 @@ def plan_or_fail(context, wait: dt.timedelta):
         raise AirflowFailException(str(exc)) from exc
     if plan.products:
         return PokeReturnValue(is_done=True, xcom_value=plan.as_xcom())
-    started = dag_run.start_date or dt.datetime.now(dt.UTC)
+    # the latest of the run's own timestamps: dag.test() dates a run's start at its logical date
+    stamps = [getattr(dag_run, name, None) for name in ("start_date", "queued_at")]
+    started = max((stamp for stamp in stamps if stamp is not None), default=dt.datetime.now(dt.UTC))
     waited = dt.datetime.now(dt.UTC) - started
     where = context["params"].get("file_list") or context["params"]["archive_root"]
     if waited >= wait:

@@ -27,17 +27,24 @@ SECRET_VARIABLES = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY"
 def dag():
     from airflow.models import DagBag
 
-    return DagBag(dag_folder=str(REPO / "dags")).dags["slstr_cloud_mask"]
+    return DagBag(dag_folder=str(REPO / "dags")).dags
 
 
-@pytest.mark.parametrize("task_id", ["train", "inference"])
-def test_ml_containers_of_the_dag_are_locked_down(dag, task_id, monkeypatch):
-    """The DockerOperator each ML task of the DAG builds (with its templates rendered as a run would)."""
+# (DAG, ML task) -> what the step only reads, mounted read-only
+ML_STEPS = {
+    ("slstr_train_model", "train"): ["/data/hdf", "/data/registry/training"],
+    ("slstr_train_model", "register"): [],
+    ("slstr_cloud_mask", "mask"): ["/data/hdf/day", "/data/registry/versions/v1/model.keras"],
+}
+
+
+@pytest.mark.parametrize(("dag_id", "task_id"), ML_STEPS)
+def test_ml_containers_of_the_dags_are_locked_down(dag, dag_id, task_id, monkeypatch):
+    """The DockerOperator each ML task of the DAGs builds (with its templates rendered as a run would)."""
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "worker-secret")  # the worker's secrets stay on the worker
     monkeypatch.delenv("CLOUD_TASKS_CONTAINER_USER", raising=False)
-    task = dag.get_task(task_id)
-    assert task.read_only_mounts.key == f"{task_id}_inputs", "the step's inputs come from the run's plan"
-    inputs = {"train": ["/data/hdf/day"], "inference": ["/data/hdf/day", "/models/model.keras"]}[task_id]
+    task = dag[dag_id].get_task(task_id)
+    inputs = ML_STEPS[dag_id, task_id]
     step = copy.copy(task)
     step.arguments, step.data_root, step.runner, step.gpu, step.image = [task_id], "/data", "docker", True, "ml:1"
     step.read_only_mounts = inputs

@@ -25,7 +25,7 @@ from cloud_tasks.layout import DataRoot
 from .conftest import REPO, files_below, leftovers
 
 DAY = dt.date(2024, 6, 1)
-LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # a manual run processes the day before it
+LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # the runs name the day they process (the date param)
 DAY_PATH = "2024/06/01"
 
 
@@ -58,6 +58,7 @@ def run(dag, archive: Path, data_root: Path, model: Path, **conf):
     run_conf = {
         "archive_root": str(archive),
         "data_root": str(data_root),
+        "date": DAY.isoformat(),
         "runner": "local",
         "chunk_size": 1,
         **conf,
@@ -161,7 +162,7 @@ BAD_CONF = {
     "empty archive root": (DAILY, {"archive_root": ""}, "archive_root: '' does not match '^/'"),
     "relative data root": (TRAINING, {"data_root": "data"}, "data_root: 'data' does not match '^/'"),
     "unknown label": (TRAINING, {"label": "clouds"}, "label: 'clouds' is not one of ['bayes', 'summary_cloud']"),
-    "unknown runner": (DAILY, {"runner": "kubernetes"}, "runner: 'kubernetes' is not one of ['docker', 'local']"),
+    "unknown runner": (DAILY, {"runner": "kubernetes"}, "runner: 'kubernetes' is not one of ['local', 'docker']"),
     "epochs not a number": (TRAINING, {"epochs": "30"}, "epochs: '30' is not of type 'integer'"),
     "impossible date": (DAILY, {"date": "2024-02-30"}, "date: '2024-02-30' is not a 'date'"),
     "model path not a version": (DAILY, {"model": "/tmp/m.keras"}, "model: '/tmp/m.keras' does not match"),
