@@ -1,8 +1,12 @@
 """Airflow plugin: the "Cloud masks" page, where scientists see whether the pipeline's masks are good.
 
 The API server mounts a FastAPI app at ``/cloud-masks``; an external view puts it in the UI's
-navigation (the UI shows it in a frame). The page reads only what the pipeline wrote to the data
-root (the deployment's first ``CLOUD_TASKS_DATA_ROOTS``, the DAGs' default): run summaries, SST summaries and PNGs.
+navigation (the UI shows it in a sandboxed frame). The page reads only what the pipeline wrote to the data
+root (the deployment's first ``CLOUD_TASKS_DATA_ROOTS``, the DAGs' default): run summaries, SST summaries,
+the mask products (``cf_mask.read_mask``: cloud fraction over valid pixels, the models that made them), PNGs,
+the registry's model versions and the STAC catalogue; and, from Airflow's metadata DB, the runs of the daily
+DAG that processed a day (``planning.run_day`` decides which day a run processed), linked to the UI's run and
+log pages.
 
 Authentication is Airflow's: the UI session's JWT cookie or an ``Authorization: Bearer`` token,
 validated by the auth manager as for Airflow's REST API; the user must also be allowed the custom
@@ -12,8 +16,9 @@ Routes, below the mount point:
 
 - ``GET /``: the page; ``?page=N`` table page, ``?day=YYYY-MM-DD`` day in detail, ``?shots=N`` gallery page
 - ``GET /api/days``: a page of day rows (JSON), newest first
-- ``GET /api/days/{day}``: one day in detail (JSON): counts, the model's curves, the quicklooks
-- ``GET /files/{path}``: a PNG, JSON, CSV or HDF5 file from inside the data root
+- ``GET /api/days/{day}``: one day in detail (JSON): counts, its runs, the models, the products with their files
+- ``GET /files/{path}``: a file from inside the data root: PNGs shown inline, every other type as a download
+  (``Content-Disposition: attachment``)
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import html
 import json
 import logging
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -35,7 +41,16 @@ from markupsafe import Markup
 
 from cloud_tasks.deployment import Deployment
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.layout import DataRoot, MaskFiles, ModelFiles, inside
+from cloud_tasks.layout import (
+    GEOTIFF_SUFFIX,
+    HDF_SUFFIX,
+    JSON_SUFFIX,
+    NETCDF_SUFFIX,
+    QUICKLOOK_SUFFIX,
+    DataRoot,
+    MaskFiles,
+)
+from cloud_tasks.naming import ProductName
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +58,22 @@ URL_PREFIX = "/cloud-masks"
 RESOURCE_NAME = "Cloud masks"  # the custom view the auth manager authorises
 DAYS_PER_PAGE = 31
 SHOTS_PER_PAGE = 12
-SERVED_TYPES = {".png": "image/png", ".json": "application/json", ".csv": "text/csv", ".h5": "application/x-hdf5"}
+SERVED_TYPES = {
+    QUICKLOOK_SUFFIX: "image/png",
+    JSON_SUFFIX: "application/json",
+    ".csv": "text/csv",
+    HDF_SUFFIX: "application/x-hdf5",
+    NETCDF_SUFFIX: "application/x-netcdf",
+    GEOTIFF_SUFFIX: "image/tiff",
+}
+SHOWN_INLINE = {QUICKLOOK_SUFFIX}  # images the page shows; every other file is served as a download
+# The daily DAG (dags/slstr_cloud_mask.py), whose runs made the days shown, and the tasks whose logs a day links to.
+DAG_ID = "slstr_cloud_mask"
+LOGGED_TASKS = ("plan", "mask", "sst_comparison", "summary")
+MAPPED_CONVERSION = "process_chunk.convert"  # one instance per chunk of products, labelled with the day
+RUNS_SHOWN = 20  # a day's runs listed at most (re-runs and backfills of one day are few)
+# The Airflow UI, relative to this page (<base>/cloud-masks/): right whatever path a proxy serves Airflow below.
+UI = "../"
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True, trim_blocks=True
 )
@@ -77,6 +107,7 @@ def day_row(summary: dict) -> dict:
         "model": stats("model"),
         "agreement": sst.get("agreement"),
         "matchups": sst.get("counts", {}).get("rows_matched"),
+        "airflow_runs": runs_lists(dt.date.fromisoformat(summary["date"]))["runs_dated"],
     }
 
 
@@ -111,8 +142,8 @@ def paginate(items: list, page: int, per_page: int) -> tuple[list, int, int]:
 def relative(root: Path, path: Path) -> str | None:
     """``path`` relative to the data root (how the page links to it), None if missing or outside it.
 
-    Both are resolved first: through a data root reached by a symbolic link, the paths that the
-    pipeline recorded with the root's real path (a mask's ``model``) are still found inside it.
+    Both are resolved first: a data root reached by a symbolic link still holds its files, and a link inside
+    the root to a file outside it is not followed out.
     """
     try:
         return path.resolve().relative_to(root.resolve()).as_posix() if path.is_file() else None
@@ -120,68 +151,203 @@ def relative(root: Path, path: Path) -> str | None:
         return None
 
 
-def model_used(data: DataRoot, day: dt.date, masks: list[Path]) -> ModelFiles:
-    """The folder of the model that made the day's masks, from a mask file's ``model`` attribute (a run
-    with training off uses an older model); the day's own model folder when no mask says, or when the
-    attribute names a folder outside the data root (file contents never choose what the page reads)."""
-    import h5py  # a dependency of cloud_tasks; only the detail of one day needs it
-
-    for mask in masks[:1]:  # one run's model makes all of a day's masks
-        try:
-            with h5py.File(mask, "r") as f:
-                model = f.attrs.get("model")
-        except OSError as exc:
-            log.warning("%s: cannot read the model attribute: %s", mask, exc)
-            continue
-        if isinstance(model, bytes | str) and model:
-            folder = Path(model.decode(errors="replace") if isinstance(model, bytes) else model).parent
-            try:
-                return ModelFiles(inside(data.root, folder))
-            except (CloudTasksError, OSError, ValueError):
-                log.warning("%s: its model %s lies outside the data root: not shown", mask, folder)
-    return data.model(day)
-
-
 def day_detail(root: Path, day: dt.date, shots_page: int = 1) -> dict | None:
-    """A day in detail: its row, failed products, the model's curves, the SST histogram, a page of quicklooks."""
+    """A day in detail: its row, failed products, its runs in Airflow, the models that made its masks, the SST
+    figures, and a page of its products (mask, quicklook, GeoTIFF, STAC item, cloud fraction)."""
     data = DataRoot(root)
     try:
         summary = json.loads(data.summary(day).read_text())
     except FileNotFoundError:
         return None
     masks = data.masks(day)
-    quicklooks = masks.quicklooks()
-    shots, shots_page, shot_pages = paginate(quicklooks, shots_page, SHOTS_PER_PAGE)
-    model = model_used(data, day, masks.masks())
-    history = _last_epoch(model.history_json)
+    every = masks.masks()
+    shown, shots_page, shot_pages = paginate(every, shots_page, SHOTS_PER_PAGE)
+    products = [product_entry(root, masks, path) for path in shown]
+    sst = summary.get("sst") or {}
     return {
         "row": day_row(summary),
         "failed_products": summary["failed"],
-        "model": {
-            "folder": str(model.folder),
-            "training_curves": relative(root, model.curves),
-            "history": relative(root, model.history_json),
-            "last_epoch": history,
-        },
+        "airflow": {"runs": day_runs(day), **runs_lists(day)},
+        "run_model": (summary.get("model") or {}).get("version"),
+        "models": [model_entry(root, name) for name in models_of(summary, products)],
         "sst_histogram": relative(root, data.sst(day).histogram),
         "sst_table": relative(root, data.sst(day).table),
-        "quicklooks": {
-            "total": len(quicklooks),
-            "page": shots_page,
-            "pages": shot_pages,
-            "items": [
-                {"product": p.stem, "png": relative(root, p), "mask": _mask_link(root, masks, p.stem)} for p in shots
-            ],
-        },
+        "sst_by_daylight": sst.get("by_daylight"),
+        "products": {"total": len(every), "page": shots_page, "pages": shot_pages, "items": products},
     }
 
 
-def _mask_link(root: Path, masks: MaskFiles, stem: str) -> str | None:
-    """The link to a quicklook's mask file; None when missing or reaching outside the folder (a symlink)."""
+def product_entry(root: Path, masks: MaskFiles, mask: Path) -> dict:
+    """A product of the day: links to its mask, quicklook, GeoTIFF and STAC item (None when missing), and what
+    its mask says (``mask_facts``)."""
+    stem = mask.stem
+    item = stac_item_path(root, stem)
+    return {
+        "product": stem,
+        "mask": relative(root, mask),
+        "quicklook": relative(root, masks.quicklook(stem)),
+        "geotiff": relative(root, masks.geotiff(stem)),
+        "stac_item": None if item is None else relative(root, item),
+        **mask_facts(mask),
+    }
+
+
+def stac_item_path(root: Path, stem: str) -> Path | None:
+    """The STAC Item of a product's mask, where ``stac.add_mask_item`` files it (the day of its sensing start);
+    None for a file not named as a product."""
+    from cloud_tasks.product.stac import MASKS
+
     try:
-        return relative(root, masks.mask(stem))
+        return DataRoot(root).catalogue.item(MASKS, stem, ProductName.parse(stem).start.date())
     except CloudTasksError:
         return None
+
+
+def mask_facts(path: Path) -> dict:
+    """What a mask product says: cloud fraction over its valid pixels, valid share, threshold and models (all None
+    when it cannot be read: logged, and the page still shows the product's other files)."""
+    try:
+        stat = path.stat()
+        return _mask_facts(str(path), stat.st_mtime_ns, stat.st_size)
+    except (CloudTasksError, OSError) as exc:
+        log.warning("%s: mask not shown: %s", path, exc)
+        return {"cloud_fraction": None, "valid_fraction": None, "threshold": None, "models": []}
+
+
+@functools.lru_cache(maxsize=4096)
+def _mask_facts(path: str, mtime_ns: int, size: int) -> dict:
+    """``mask_facts`` of one version of a file (mtime and size are part of the key). Callers share the dict."""
+    from cloud_tasks.product.cf_mask import read_mask
+
+    mask = read_mask(path)
+    return {
+        "cloud_fraction": mask.cloud_fraction,
+        "valid_fraction": float(mask.valid.mean()),
+        "threshold": mask.threshold,
+        "models": [{"version": m.version, "kind": m.kind, "sha256": m.sha256} for m in mask.models],
+    }
+
+
+def models_of(summary: dict, products: list[dict]) -> list[str]:
+    """The model versions that made the day's masks: the run's (its summary), then those of the products shown."""
+    recorded = (summary.get("model") or {}).get("version")
+    names = [recorded] if isinstance(recorded, str) else []
+    for product in products:
+        names += [model["version"] for model in product["models"] if model["version"] not in names]
+    return names
+
+
+def model_entry(root: Path, name: str) -> dict:
+    """A model version: its kind and SHA-256, training curves, last epoch and STAC item, from the registry (only
+    the version's name when the registry does not hold it)."""
+    from cloud_tasks.product.stac import MODELS
+    from cloud_tasks.registry import ModelRegistry
+
+    entry = dict.fromkeys(("kind", "sha256", "training_curves", "history", "last_epoch", "stac_item"))
+    try:
+        version = ModelRegistry(root).version(name)  # a name read from a file: only vN names are looked up
+    except CloudTasksError as exc:
+        log.warning("model %r of a mask is not in the registry: %s", name, exc)
+        return {"version": name, **entry}
+    files = version.files
+    return {
+        "version": version.name,
+        "kind": version.kind,
+        "sha256": version.sha256,
+        "training_curves": relative(root, files.curves),
+        "history": relative(root, files.history_json),
+        "last_epoch": _last_epoch(files.history_json),
+        "stac_item": relative(root, DataRoot(root).catalogue.item(MODELS, version.name)),
+    }
+
+
+# --- the day's runs in Airflow --------------------------------------------------------------------------------
+
+
+def ui_link(path: str, **query: str) -> str:
+    """A link to a page of Airflow's UI (React Router routes of Airflow 3: ``dags/<dag>/runs``, ...)."""
+    return UI + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+
+
+def runs_lists(day: dt.date) -> dict[str, str]:
+    """The UI's run lists of the daily DAG that hold the day's runs: those dated that day (scheduled and
+    backfill runs, whose data interval starts at the day's midnight, and manual runs triggered that day), and
+    those whose conf names it (manual runs for that day, triggered later)."""
+    runs = f"dags/{DAG_ID}/runs"
+    return {
+        "runs_dated": ui_link(runs, logical_date_gte=f"{day}T00:00:00Z", logical_date_lte=f"{day}T23:59:59.999999Z"),
+        "runs_naming": ui_link(runs, conf_contains=day.isoformat()),
+    }
+
+
+def day_runs(day: dt.date) -> list[dict] | None:
+    """The daily DAG's runs that processed ``day`` (newest first) with links to their pages and task logs, from
+    Airflow's metadata DB; None when it cannot be read (the page then links to the UI's run lists only)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        runs = _runs_around(day)
+    except (ImportError, RuntimeError, SQLAlchemyError) as exc:
+        log.warning("the runs of %s cannot be read from Airflow's metadata DB: %s: %s", day, type(exc).__name__, exc)
+        return None
+    return [_run_entry(run) for run in runs if _processed_day(run) == day]
+
+
+def _runs_around(day: dt.date) -> list[dict]:
+    """The daily DAG's runs dated that day, with a data interval starting that day, or whose conf names it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import Text, and_, cast, or_, select
+
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    query = (
+        select(DagRun)
+        .where(
+            DagRun.dag_id == DAG_ID,
+            or_(
+                and_(DagRun.logical_date >= start, DagRun.logical_date < end),
+                and_(DagRun.data_interval_start >= start, DagRun.data_interval_start < end),
+                cast(DagRun.conf, Text).contains(day.isoformat()),
+            ),
+        )
+        .order_by(DagRun.run_after.desc())
+        .limit(RUNS_SHOWN)
+    )
+    fields = ("run_id", "run_type", "state", "conf", "logical_date", "data_interval_start", "data_interval_end")
+    with create_session() as session:
+        runs = session.scalars(query).all()
+        return [{field: getattr(run, field) for field in (*fields, "start_date", "end_date")} for run in runs]
+
+
+def _processed_day(run: dict) -> dt.date | None:
+    """The day a run processed, as the run itself decided it (``planning.run_day``); None if it could not."""
+    from cloud_tasks.planning import run_day
+
+    conf = run["conf"] if isinstance(run["conf"], dict) else {}
+    interval = (run["data_interval_start"], run["data_interval_end"])
+    try:
+        return run_day(conf, str(run["run_type"]), run["logical_date"], interval)[0]
+    except (CloudTasksError, ValueError, TypeError):
+        return None
+
+
+def _run_entry(run: dict) -> dict:
+    """A run, its page and the pages (logs first) of its tasks."""
+    page = f"dags/{DAG_ID}/runs/{urllib.parse.quote(run['run_id'], safe='')}"
+    return {
+        "run_id": run["run_id"],
+        "run_type": str(run["run_type"]),
+        "state": None if run["state"] is None else str(run["state"]),
+        **{key: _iso(run[key]) for key in ("logical_date", "start_date", "end_date")},
+        "url": ui_link(page),
+        "logs": {task: ui_link(f"{page}/tasks/{task}") for task in LOGGED_TASKS},
+        "conversions": ui_link(f"{page}/tasks/{MAPPED_CONVERSION}/mapped"),
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def _last_epoch(path: Path) -> dict | None:
@@ -373,12 +539,15 @@ def create_app(root: str | Path | None = None) -> FastAPI:
 
     @app.get("/files/{path:path}")
     def files(root: Root, path: str):
-        """A result file from inside the data root."""
+        """A result file from inside the data root: a PNG inline, any other file as a download."""
         found = safe_file(root, path)
+        suffix = found.suffix.lower()
         return FileResponse(
             found,
-            media_type=SERVED_TYPES[found.suffix.lower()],
+            media_type=SERVED_TYPES[suffix],
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"},
+            # a download is saved, never opened in the page's frame; filename= makes it an attachment
+            filename=None if suffix in SHOWN_INLINE else found.name,
         )
 
     @app.get("/", response_class=HTMLResponse)

@@ -17,13 +17,13 @@ os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64)
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory) -> Path:
-    """A data root with five processed days."""
+    """A data root with five processed days (what is special about each: ``ui_results.DAYS``)."""
     root = tmp_path_factory.mktemp("ui") / "data"
     write_day(root, DAYS["plain"])
     write_day(root, DAYS["failed"], products=5, failed=1)
     write_day(root, DAYS["no_sst"], sst=False)
     write_day(root, DAYS["many"], products=15, night=0)
-    write_day(root, DAYS["old_model"], model_day=DAYS["plain"])
+    write_day(root, DAYS["new_model"])
     return root
 
 

@@ -9,11 +9,14 @@ import re
 import time
 from pathlib import Path
 
+import netCDF4
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from ui_results import DAYS, write_summaries
+from ui_results import DAY_VERSIONS, DAYS, VERSIONS, product_names, write_summaries
 
 from cloud_tasks.layout import DataRoot
+from cloud_tasks.product import cf_mask
 
 
 def summary(root: Path, day: dt.date) -> dict:
@@ -21,7 +24,7 @@ def summary(root: Path, day: dt.date) -> dict:
 
 
 LINKS = DataRoot("")  # the layout below the data root: paths as the page links them
-CURVES = LINKS.model(DAYS["plain"]).curves.as_posix()  # the first day's own model made the later days' masks
+CURVES = {name: LINKS.registry.version(name).curves.as_posix() for name in VERSIONS}  # of each registered version
 
 
 def test_days_newest_first_with_each_summarys_figures(client, results):
@@ -54,42 +57,75 @@ def test_days_are_paginated_and_a_page_past_the_end_is_the_last(client):
     assert client.get("/api/days", params={"page": 0}).status_code == 422
 
 
-def test_day_detail_has_curves_histogram_and_quicklooks_with_masks(client, results):
+def test_day_detail_links_each_product_to_its_files(client, results):
     detail = client.get(f"/api/days/{DAYS['plain']}").json()
-    assert detail["model"]["training_curves"] == CURVES
-    history = json.loads((results / LINKS.model(DAYS["plain"]).history_json).read_text())
-    assert detail["model"]["last_epoch"] == {key: values[-1] for key, values in history.items()}
     assert detail["sst_histogram"] == LINKS.sst(DAYS["plain"]).histogram.as_posix()
-    pngs = sorted(p.relative_to(results).as_posix() for p in DataRoot(results).masks(DAYS["plain"]).quicklooks())
-    assert [shot["png"] for shot in detail["quicklooks"]["items"]] == pngs
-    assert all(shot["mask"] == shot["png"].removesuffix(".png") + ".h5" for shot in detail["quicklooks"]["items"])
+    masks = DataRoot(results).masks(DAYS["plain"])
+    items = detail["products"]["items"]
+    assert [item["product"] for item in items] == [path.stem for path in masks.masks()] and len(items) == 3
+    for item in items:
+        files = LINKS.masks(DAYS["plain"])
+        assert item["mask"] == files.mask(item["product"]).as_posix()
+        assert item["quicklook"] == files.quicklook(item["product"]).as_posix()
+        stac_item = json.loads((results / item["stac_item"]).read_text())  # the product's item in the catalogue
+        assert stac_item["id"] == item["product"] and stac_item["type"] == "Feature"
+        assert item["models"] == [{"version": "v1", "kind": "day", "sha256": detail["models"][0]["sha256"]}]
+    (with_geotiff,) = [item for item in items if item["geotiff"]]  # the first masked product's only
+    assert with_geotiff["product"] == product_names(DAYS["plain"], 4)[1]
+    assert with_geotiff["geotiff"] == LINKS.masks(DAYS["plain"]).geotiff(with_geotiff["product"]).as_posix()
     assert client.get("/api/days/2023-01-01").status_code == 404
 
 
-def test_quicklook_gallery_is_paginated(client):
-    pages = [client.get(f"/api/days/{DAYS['many']}", params={"shots": n}).json()["quicklooks"] for n in (1, 2)]
+def test_cloud_fraction_counts_valid_pixels_only(client, results):
+    items = client.get(f"/api/days/{DAYS['plain']}").json()["products"]["items"]
+    with_no_data = 0
+    for item in items:
+        with netCDF4.Dataset(results / item["mask"]) as ds:  # read here without the page's reader
+            values = np.asarray(ds["cloud_mask"][:].filled(cf_mask.NO_DATA))
+        valid = values != cf_mask.NO_DATA
+        assert item["cloud_fraction"] == pytest.approx((values == cf_mask.CLOUDY).sum() / valid.sum())
+        assert item["valid_fraction"] == pytest.approx(valid.mean())
+        with_no_data += not valid.all()
+    assert with_no_data  # a product with no-data pixels, whose fraction over all pixels would differ
+
+
+def test_products_are_paginated(client):
+    pages = [client.get(f"/api/days/{DAYS['many']}", params={"shots": n}).json()["products"] for n in (1, 2)]
     assert [(p["total"], p["page"], p["pages"], len(p["items"])) for p in pages] == [(15, 1, 2, 12), (15, 2, 2, 3)]
     assert not {s["product"] for s in pages[0]["items"]} & {s["product"] for s in pages[1]["items"]}
 
 
-def test_training_curves_are_those_of_the_model_that_made_the_masks(client):
-    detail = client.get(f"/api/days/{DAYS['old_model']}").json()
-    assert detail["model"]["training_curves"] == CURVES
+def test_models_shown_are_those_that_made_the_masks(client, results):
+    for key in ("plain", "many", "new_model"):
+        detail = client.get(f"/api/days/{DAYS[key]}").json()
+        names = list(DAY_VERSIONS.get(DAYS[key], ("v1",)))
+        assert [model["version"] for model in detail["models"]] == names and detail["run_model"] == names[0]
+        for model in detail["models"]:
+            assert model["kind"] == VERSIONS[model["version"]] and model["training_curves"] == CURVES[model["version"]]
+            history = json.loads((results / LINKS.registry.version(model["version"]).history_json).read_text())
+            assert model["last_epoch"] == {key: values[-1] for key, values in history.items()}
+            assert json.loads((results / model["stac_item"]).read_text())["id"] == model["version"]
+    kinds = {m["kind"] for item in detail_items(client, "many") for m in item["models"]}
+    assert kinds == {"day", "thermal"}  # the day's masks record both models
 
 
-def test_data_root_through_a_symbolic_link_finds_the_recorded_model(results, token, tmp_path):
+def detail_items(client, key: str) -> list[dict]:
+    return client.get(f"/api/days/{DAYS[key]}").json()["products"]["items"]
+
+
+def test_data_root_through_a_symbolic_link_finds_its_files(results, token, tmp_path):
     from cloud_masks_page import create_app
 
     (tmp_path / "link").symlink_to(results)
     with TestClient(create_app(tmp_path / "link"), headers={"Authorization": f"Bearer {token()}"}) as linked:
-        detail = linked.get(f"/api/days/{DAYS['old_model']}").json()
-        assert detail["model"]["training_curves"] == CURVES
-        assert linked.get(f"/files/{detail['quicklooks']['items'][0]['png']}").status_code == 200
+        detail = linked.get(f"/api/days/{DAYS['new_model']}").json()
+        assert detail["models"][0]["training_curves"] == CURVES["v2"]
+        assert linked.get(f"/files/{detail['products']['items'][0]['quicklook']}").status_code == 200
 
 
 def test_page_shows_table_plots_and_the_latest_days_gallery(client, results):
     page = client.get("/").text
-    latest = summary(results, DAYS["old_model"])
+    latest = summary(results, DAYS["new_model"])
     row = re.search(r'<tr class="selected" data-date="2024-06-06">(.*?)</tr>', page, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
     assert cells[1:6] == [str(v) for v in (4, latest["converted"]["day"], 1, latest["masked"], 0)]
@@ -97,7 +133,7 @@ def test_page_shows_table_plots_and_the_latest_days_gallery(client, results):
     assert page.count("<svg") == 4 and page.count("<polyline") >= 8
     shots = re.findall(r'<img src="files/(masks/2024/06/06/[^"]+\.png)"', page)
     assert len(shots) == latest["masked"] and all((results / shot).is_file() for shot in shots)
-    assert f'src="files/{CURVES}"' in page
+    assert f'src="files/{CURVES["v2"]}"' in page and "the run's model" in page
 
 
 def test_files_are_served_from_the_data_root(client, results):
@@ -233,3 +269,90 @@ def test_a_day_without_a_value_breaks_the_line_and_ticks_are_round():
     assert svg.count("<polyline") == 2 and svg.count("<circle") == 3
     assert nice_ticks(-0.489, -0.0499) == [-0.6, -0.4, -0.2, 0.0]
     assert nice_ticks(58.5, 72.8) == [55, 60, 65, 70, 75]
+
+
+# --- downloads and links ------------------------------------------------------------------------------
+
+
+def test_files_other_than_images_are_served_as_downloads(client, results):
+    item = detail_items(client, "plain")[0]
+    for link, media_type in ((item["mask"], "application/x-netcdf"), (item["stac_item"], "application/json")):
+        response = client.get(f"/files/{link}")
+        assert response.status_code == 200 and response.headers["content-type"].startswith(media_type)
+        assert response.headers["content-disposition"] == f'attachment; filename="{Path(link).name}"'
+        assert response.content == (results / link).read_bytes()
+    assert "content-disposition" not in client.get(f"/files/{item['quicklook']}").headers  # shown in the page
+
+
+def test_page_links_files_as_downloads_and_airflow_pages_outside_its_frame(client):
+    page = client.get("/", params={"day": DAYS["plain"].isoformat()}).text
+    links = re.findall(r"<a ([^>]*)>", page)
+    files = [link for link in links if 'href="files/' in link]
+    assert len(files) >= 12 and all(link.endswith(" download") for link in files)  # NetCDF, GeoTIFF, STAC, PNG...
+    ui = [link for link in links if 'href="../' in link]
+    assert len(ui) >= 3 and all('target="_top"' in link for link in ui)
+    assert f'href="../dags/slstr_cloud_mask/runs?logical_date_gte={DAYS["plain"]}T00' in page
+
+
+# --- the day's runs in Airflow ------------------------------------------------------------------------
+
+
+RUNS_DAY = DAYS["no_sst"]  # a day no other test runs the daily DAG for: its runs' logical dates are free
+HOUR = dt.timedelta(hours=1)
+
+
+def make_run(run_id: str, run_type: str, logical: dt.datetime, *, conf=None, interval: bool = False):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+
+    span = (logical, logical + dt.timedelta(days=1)) if interval else None
+    return DagRun(
+        dag_id="slstr_cloud_mask", run_id=run_id, run_type=run_type, logical_date=logical, run_after=logical,
+        data_interval=span, conf=conf, state=DagRunState.SUCCESS,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def airflow_runs(auth_manager) -> dict[str, bool]:
+    """Runs of the daily DAG in the metadata DB: run id -> whether it processed RUNS_DAY."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    midnight = dt.datetime.combine(RUNS_DAY, dt.time(), tzinfo=dt.UTC)
+    later = midnight + dt.timedelta(days=2, hours=7)
+    runs = {
+        make_run("ui__scheduled", "scheduled", midnight, interval=True): True,
+        make_run("ui__manual_for_the_day", "manual", later, conf={"date": RUNS_DAY.isoformat()}): True,
+        make_run("ui__manual_that_day", "manual", midnight + dt.timedelta(hours=15)): True,
+        make_run("ui__next_day", "scheduled", midnight + dt.timedelta(days=1), interval=True): False,
+        # a scheduled run processes its interval, whatever its conf says (planning refuses the conf)
+        make_run("ui__conf_names_it", "scheduled", later + HOUR, conf={"date": str(RUNS_DAY)}, interval=True): False,
+    }
+    with create_session() as session:
+        session.add_all(runs)
+    yield {run.run_id: processed for run, processed in runs.items()}
+    with create_session() as session:
+        session.execute(delete(DagRun).where(DagRun.run_id.in_([run.run_id for run in runs])))
+
+
+def test_a_day_lists_the_runs_that_processed_it_with_their_logs(client, airflow_runs):
+    listed = client.get(f"/api/days/{RUNS_DAY}").json()["airflow"]
+    ours = [run for run in listed["runs"] if run["run_id"] in airflow_runs]
+    assert sorted(run["run_id"] for run in ours) == sorted(name for name, day in airflow_runs.items() if day)
+    assert ours[0]["run_id"] == "ui__manual_for_the_day"  # newest first
+    run = next(run for run in ours if run["run_id"] == "ui__scheduled")
+    assert run["url"] == "../dags/slstr_cloud_mask/runs/ui__scheduled" and run["state"] == "success"
+    assert run["logs"]["mask"] == "../dags/slstr_cloud_mask/runs/ui__scheduled/tasks/mask"
+    assert run["conversions"] == "../dags/slstr_cloud_mask/runs/ui__scheduled/tasks/process_chunk.convert/mapped"
+    assert listed["runs_naming"] == f"../dags/slstr_cloud_mask/runs?conf_contains={RUNS_DAY}"
+    page = client.get("/", params={"day": RUNS_DAY.isoformat()}).text
+    assert 'href="../dags/slstr_cloud_mask/runs/ui__manual_for_the_day/tasks/summary" target="_top"' in page
+
+
+def test_the_tasks_linked_are_the_daily_dags():
+    from airflow.models import DagBag
+    from cloud_masks_page import DAG_ID, LOGGED_TASKS, MAPPED_CONVERSION
+
+    dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags[DAG_ID]
+    assert {*LOGGED_TASKS, MAPPED_CONVERSION} <= set(dag.task_ids)

@@ -117,7 +117,7 @@ def airflow_server(results, tmp_path_factory):
 def test_log_in_open_cloud_masks_and_see_results(airflow_server, chromium, results):
     from playwright.sync_api import expect, sync_playwright
 
-    day = DAYS["old_model"]  # the latest day, shown in detail
+    day = DAYS["new_model"]  # the latest day, shown in detail
     written = json.loads(DataRoot(results).summary(day).read_text())
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:

@@ -1,10 +1,13 @@
 """Pipeline results in a data root, as the DAG leaves them, for the "Cloud masks" page's tests.
 
-Per day: converted-product files, mask files (HDF5 with the attributes inference writes), quicklook
-PNGs, a trained model's ``history.json`` and ``training_curves.png``, and the SST comparison and run
-summary written by the pipeline's own code (``cloud_tasks.sst.compare`` on a match-up table, then
-``cloud_tasks.pipeline.summarise_day``), so the JSON files are exactly the pipeline's. What is made
-here (masks, quicklooks, curves) stands for the TensorFlow steps, which take minutes.
+Per day: converted-product files, mask products (CF-NetCDF, written by ``cf_mask.write_mask`` as inference
+writes them, with a no-data band on every other product), quicklook PNGs, a GeoTIFF on the first day, the STAC
+catalogue (``stac.add_mask_item``, ``stac.add_model_items``), and the SST comparison and run summary written by
+the pipeline's own code (``cloud_tasks.sst.compare`` on a match-up table, then ``cloud_tasks.pipeline.summarise_day``),
+so the JSON files are exactly the pipeline's. The masks are made by model versions registered in the data
+root's registry (``ModelRegistry.register``: a stand-in model file, its ``history.json`` and
+``training_curves.png``). What is made here (probabilities, quicklooks, curves) stands for the TensorFlow
+steps, which take minutes.
 """
 
 from __future__ import annotations
@@ -13,27 +16,36 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from cloud_tasks.atomic import write_json
+from cloud_tasks.hdf import BT_CHANNELS, INPUT_CHANNELS
 from cloud_tasks.layout import DataRoot, ModelFiles, converted_path, matchups_path
-from cloud_tasks.naming import format_product_name
+from cloud_tasks.ml.inference import sha256
+from cloud_tasks.naming import ProductName, format_product_name
 from cloud_tasks.pipeline import DayRun, summarise_day
+from cloud_tasks.product import cf_mask, geotiff, stac
+from cloud_tasks.registry import ModelRegistry
 from cloud_tasks.sst import compare
 
 GRID = (48, 64)  # rows, columns of a (tiny) product grid
+NO_DATA_COLUMNS = 8  # every other product has no valid input in its last columns (a twilight edge)
 MATCHUPS_PER_PRODUCT = 40
+THRESHOLD = 0.5
 # The days of the tests' data root (fixture ``results``), by what is special about them.
 DAYS = {
-    "plain": dt.date(2024, 6, 1),
+    "plain": dt.date(2024, 6, 1),  # a GeoTIFF beside its first mask
     "failed": dt.date(2024, 6, 2),  # one product failed to convert
     "no_sst": dt.date(2024, 6, 4),  # no match-up table that day
-    "many": dt.date(2024, 6, 5),  # more quicklooks than a gallery page holds
-    "old_model": dt.date(2024, 6, 6),  # training off: masks made by the model of 2024-06-01
+    "many": dt.date(2024, 6, 5),  # more products than a gallery page holds; day and thermal models
+    "new_model": dt.date(2024, 6, 6),  # masks made by a newer model version
 }
+# The registered model versions (registry order) and their kinds; the versions that masked each day.
+VERSIONS = {"v1": "day", "v2": "day", "v3": "thermal"}
+DAY_VERSIONS = {DAYS["many"]: ("v1", "v3"), DAYS["new_model"]: ("v2",)}
+REGISTERED_AT = "2024-05-31T12:00:00+00:00"
 
 
 def product_names(day: dt.date, count: int) -> list[str]:
@@ -68,8 +80,8 @@ def write_png(path: Path, panels: list[tuple[np.ndarray, str]], title: str) -> N
     fig.savefig(path, format="png")
 
 
-def write_model(files: ModelFiles, rng: np.random.Generator, epochs: int = 5) -> Path:
-    """A trained model's ``history.json`` and ``training_curves.png`` (what training writes beside the model)."""
+def write_training(files: ModelFiles, rng: np.random.Generator, name: str, epochs: int = 5) -> None:
+    """A finished training run: a stand-in model file, ``history.json`` and ``training_curves.png``."""
     loss = np.sort(rng.uniform(0.2, 0.7, epochs))[::-1]
     history = {
         "epoch": list(range(epochs)),
@@ -79,29 +91,60 @@ def write_model(files: ModelFiles, rng: np.random.Generator, epochs: int = 5) ->
         "val_accuracy": (1 - loss / 2 - 0.02).tolist(),
     }
     files.folder.mkdir(parents=True, exist_ok=True)
+    files.model.write_bytes(f"stand-in model {name}".encode())
     files.history_json.write_text(json.dumps(history))
     fig = Figure(figsize=(6, 2.4), dpi=60, layout="constrained")
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
         ax.plot(history["epoch"], history[metric], marker="o", label="train")
         ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="test")
-        ax.set(title=metric, xlabel="epoch")
+        ax.set(title=f"{name} {metric}", xlabel="epoch")
         ax.legend()
     fig.savefig(files.curves, format="png")
-    return files.model
 
 
-MODEL_SHA256, MODEL_VERSION = "0" * 64, "v1"  # the made-up model of every mask here
+def register_models(root: Path) -> dict[str, cf_mask.Model]:
+    """Register VERSIONS in the data root's registry (once) and catalogue them; return them as mask models."""
+    registry = ModelRegistry(root)
+    models = {}
+    for n, (name, kind) in enumerate(VERSIONS.items()):
+        training = registry.files.training(f"ui-{name}")
+        if not training.model.is_file():
+            write_training(training, np.random.default_rng(n), name)
+        info = {
+            "model_sha256": sha256(training.model),
+            "kind": kind,
+            "label": "bayes",
+            "input_channels": list(BT_CHANNELS if kind == "thermal" else INPUT_CHANNELS),
+            "registered_at": REGISTERED_AT,
+        }
+        version = registry.register(training, key=f"ui-{name}", info=info, write_extras=lambda folder: None)
+        assert version.name == name, f"registered as {version.name}, not {name}"
+        models[name] = cf_mask.Model(name, version.sha256, kind)
+    stac.add_model_items(root)
+    return models
 
 
-def write_mask(path: Path, product: str, model: Path, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A mask file as inference writes it: cloud probabilities near the truth, with its attributes."""
+def write_mask(path: Path, product: str, models: list, cloud: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mask product as inference writes it: cloud probabilities near the truth, no data in the last columns of
+    every other product; a second model (thermal) made the right half. Returns its ``cloud_mask`` values."""
+    name = ProductName.parse(product)
     probability = np.clip(cloud * 0.8 + rng.uniform(0, 0.6, cloud.shape), 0, 1).astype(np.float32)
+    valid = np.ones(GRID, dtype=bool)
+    if name.relative_orbit % 2:
+        valid[:, -NO_DATA_COLUMNS:] = False
+    used = None
+    if len(models) > 1:
+        used = np.zeros(GRID, dtype=np.uint8)
+        used[:, GRID[1] // 2 :] = 1
+    rows, columns = np.mgrid[0 : GRID[0], 0 : GRID[1]]
+    latitude, longitude = 40 + 0.01 * rows + 0.3 * name.relative_orbit % 7, 10 + 0.012 * columns
+    attrs = {"product_name": product, "sensing_start": name.start.isoformat(), "sensing_stop": name.stop.isoformat()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("mask", data=probability)
-        f.attrs.update(model=str(model), model_sha256=MODEL_SHA256, model_version=MODEL_VERSION, product_name=product)
-        f.attrs.update(threshold=0.5, method="whole")
-    return probability
+    cf_mask.write_mask(
+        path, probability, latitude, longitude, product=attrs, models=models, threshold=THRESHOLD, valid=valid,
+        model_used=used,
+    )  # fmt: skip
+    return cf_mask.read_mask(path).cloud_mask
 
 
 def matchups(product: str, cloud: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -134,22 +177,15 @@ def matchups(product: str, cloud: np.ndarray, rng: np.random.Generator) -> pd.Da
 
 
 def write_day(
-    root: Path,
-    day: dt.date,
-    *,
-    products: int = 4,
-    night: int = 1,
-    failed: int = 0,
-    sst: bool = True,
-    model_day: dt.date | None = None,
+    root: Path, day: dt.date, *, products: int = 4, night: int = 1, failed: int = 0, sst: bool = True
 ) -> dict:
     """One processed day in ``root``: ``products`` products of which ``night`` went to night/ (not masked)
-    and ``failed`` did not convert; its masks come from the model trained on ``model_day`` (default: that
-    day, else a run with training off). Returns the run summary the pipeline wrote."""
+    and ``failed`` did not convert; its masks come from the versions DAY_VERSIONS names (default v1), and its
+    first mask has a GeoTIFF on the first day. Returns the run summary the pipeline wrote."""
     data, rng = DataRoot(root), np.random.default_rng(day.toordinal())
+    models = register_models(root)
+    used = [models[name] for name in DAY_VERSIONS.get(day, ("v1",))]
     names = product_names(day, products)
-    own_model = model_day is None or model_day == day
-    model = write_model(data.model(day), rng) if own_model else data.model(model_day).model
     tables, sst_report = [], None
     for i, name in enumerate(names):
         if i < failed:
@@ -161,11 +197,15 @@ def write_day(
         converted.touch()
         if split == "night":
             continue  # inference masks day products only
+        masks = data.masks(day)
         cloud = (rng.uniform(size=GRID) < rng.uniform(0.2, 0.7)).astype(float)
-        probability = write_mask(data.masks(day).mask(name), name, model, cloud, rng)
+        values = write_mask(masks.mask(name), name, used, cloud, rng)
+        if day == DAYS["plain"] and i == failed + night:
+            geotiff.write_geotiff(masks.geotiff(name), cf_mask.read_mask(masks.mask(name)))
         false_colour = np.clip(cloud[..., None] * 0.7 + rng.uniform(0, 0.3, (*GRID, 3)), 0, 1)
-        panels = [(false_colour, "false colour"), (probability >= 0.5, "model mask"), (cloud, "Bayesian mask")]
-        write_png(data.masks(day).quicklook(name), panels, name)
+        panels = [(false_colour, "false colour"), (values == cf_mask.CLOUDY, "model mask"), (cloud, "Bayesian mask")]
+        write_png(masks.quicklook(name), panels, name)
+        stac.add_mask_item(root, masks.mask(name), source_hdf=converted)
         tables.append(matchups(name, cloud, rng))
     # the match-up table lives in the archive, outside the data root
     matchup_table = matchups_path(root.with_name(f"{root.name}-archive"), day).with_suffix(".csv")
@@ -173,8 +213,9 @@ def write_day(
         matchup_table.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables).to_csv(matchup_table, index=False)
         sst_report = compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
+    version = used[0]
     return summarise_day(
-        names, DayRun(day, data), model_version=MODEL_VERSION, model_sha256=MODEL_SHA256, sst=sst_report
+        names, DayRun(day, data), model_version=version.version, model_sha256=version.sha256, sst=sst_report
     )
 
 
