@@ -1,6 +1,7 @@
 """End to end in headless Chromium: a real Airflow API server with the plugin loaded and results on
-disk; log in through the UI's form, open "Cloud masks" from the navigation, see the table's values
-and a quicklook loaded. The screenshot is kept in ``test-artifacts/``."""
+disk; log in through the UI's form, open "Cloud masks" from the navigation, see the table's values,
+the model version and a quicklook loaded; a mask product downloads without leaving the page, and a day's
+runs open in the UI itself (out of the page's sandboxed frame). The screenshot is kept in ``test-artifacts/``."""
 
 from __future__ import annotations
 
@@ -142,7 +143,19 @@ def test_log_in_open_cloud_masks_and_see_results(airflow_server, chromium, resul
             quicklook.scroll_into_view_if_needed()
             expect(quicklook).to_have_js_property("complete", True)
             assert quicklook.evaluate("img => img.naturalWidth") > 0, "the quicklook did not load"
+            expect(frame.locator("figure.model").first).to_contain_text("v2 (day model): the run's model")
             frame.locator("h1").scroll_into_view_if_needed()
             page.screenshot(path=ARTIFACTS / "cloud-masks-page.png")
+
+            # A mask product is saved as a download; the page stays in its frame.
+            with page.expect_download() as download:
+                frame.get_by_role("link", name="NetCDF").first.click()
+            product = frame.locator("figure[data-product]").first.get_attribute("data-product")
+            assert download.value.suggested_filename == DataRoot("").masks(day).mask(product).name
+            expect(page).to_have_url(re.compile(r"/plugin/cloud-masks$"))
+            # The day's runs open in the UI itself, not inside the frame.
+            frame.locator(f'#days tr[data-date="{day}"]').get_by_role("link", name="runs").click()
+            expect(page).to_have_url(re.compile(rf"/dags/slstr_cloud_mask/runs\?logical_date_gte={day}T00"))
+            expect(page.locator("iframe")).to_have_count(0)
         finally:
             browser.close()
