@@ -180,14 +180,15 @@ def model_item(version, item_path: Path, files: CatalogueFiles) -> dict:
         "mlm:pretrained": False,
         "mlm:input": [_model_input(channels, info.get("normalisation"))],
         "mlm:output": [_model_output()],
-        "mlm:hyperparameters": info.get("options") if isinstance(info.get("options"), dict) else {},
+        "mlm:hyperparameters": info.get("options") if isinstance(info.get("options"), dict) else None,
         "cloud_tasks:model_sha256": version.sha256,
         "cloud_tasks:label": info.get("label"),
         "cloud_tasks:period": info.get("period") or {},
         "cloud_tasks:normalisation": info.get("normalisation"),
     }
     item = pystac.Item(id=version.name, geometry=None, bbox=None, datetime=_registered_at(version), properties={})
-    item.properties.update({key: value for key, value in properties.items() if value is not None})
+    # absent, not empty: MLM refuses an empty mlm:hyperparameters
+    item.properties.update({key: value for key, value in properties.items() if value not in (None, {})})
     MLMExtension.ext(item, add_if_missing=True)
     files_of = version.files
     assets = {"model": files_of.model, "metrics": files_of.metrics, "card": files_of.card}
@@ -322,7 +323,11 @@ def _input_channels(info: dict, source: Path) -> list[str]:
 
 
 def _registered_at(version) -> dt.datetime:
+    """When the version was registered: its ``registered_at``, else (a version registered without one) the time
+    its ``version.json`` was written (the folder is read-only: the same time on every run)."""
     value = version.info.get("registered_at")
+    if value is None:
+        return dt.datetime.fromtimestamp(version.files.version_info.stat().st_mtime, dt.UTC)
     try:
         when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
