@@ -285,6 +285,7 @@ def run_figures(runs: list[dict], instances: list[dict], start: dt.datetime, end
         "task_instances": dict(by_task),
         "task_seconds": dict(seconds_by_task),
         "ti_states": dict(Counter(ti["state"] for ti in instances)),
+        "retried": sum(1 for ti in instances if ti["try_number"] > 1),
     }
 
 
@@ -404,6 +405,7 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
                 n,
                 len(runs),
                 ", ".join(sorted({state for r in runs for state in r["states"]})),
+                _mean(runs, lambda r: r.get("retried", 0), 0),
                 _mean(runs, lambda r: r["wall"]),
                 f"{wall / n:.2f}",
                 _mean(runs, lambda r: r["tasks"]),
@@ -425,12 +427,14 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
         db.append((n, *(_db_row(runs))))
     return [
         "### Days through the scheduler\n",
-        "Wall: run queued to run ended. Idle: wall time with no task running (`busy_seconds`), its share of the "
-        "wall. Floor: the same extract/convert chunks without Airflow (2 processes). Load: the 1-min load "
+        "Retried: task instances that ran more than once. Wall: run queued to run ended. Idle: wall time with "
+        "no task running (`busy_seconds`), its share of the wall. Floor: the same extract/convert chunks "
+        "without Airflow (2 processes). Load: the 1-min load "
         "average at the run's start and end, averaged. Mean of the runs (min-max).\n",
         table(
             (
-                *("products", "runs", "state", "wall s", "wall s/product", "summed task s", "idle s", "idle %"),
+                *("products", "runs", "state", "retried", "wall s", "wall s/product", "summed task s", "idle s"),
+                "idle %",
                 *("task instances", "floor s", "wall/floor", "load"),
             ),
             timing,
@@ -529,7 +533,8 @@ def render(results: dict) -> str:
     made += [(f"day of {n} (cloned from the pool)", n, s) for n, s in cloned]
     lines = [
         f"Metadata DB: {results['database']}; LocalExecutor, parallelism {results['parallelism']}; "
-        f"{os.cpu_count()} CPUs; no model in the registry (`mask` skipped). Started {results['started']}.\n",
+        f"{os.cpu_count()} CPUs; no model in the registry (`mask` skipped). Code {results.get('source', '?')}, "
+        f"started {results['started']}.\n",
         table(
             ("products", "count", "seconds", "s/product"),
             [(what, n, f"{s:.1f}", f"{s / n:.3f}") for what, n, s in made],
@@ -544,6 +549,19 @@ def render(results: dict) -> str:
     if results.get("backfill"):
         lines += backfill_table(results["backfill"], results["backfill_products"])
     return "\n".join(lines) + "\n"
+
+
+def source_version() -> str:
+    """The commit of the code measured (``SOURCE_COMMIT`` in the environment names a snapshot's), with
+    ``+changes`` when the checkout has uncommitted changes."""
+    import subprocess
+
+    if os.environ.get("SOURCE_COMMIT"):
+        return os.environ["SOURCE_COMMIT"]
+    status = ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run(status, capture_output=True, text=True).stdout.strip()
+    return (head.stdout.strip() or "unknown") + (" +changes" if changed else "")
 
 
 def log(message: str) -> None:
@@ -591,6 +609,7 @@ def measure(args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     missing = "--sqlite asked for" if args.sqlite else postgres_missing()
     results = {"started": f"{dt.datetime.now():%Y-%m-%d %H:%M}", "parallelism": args.parallelism}
+    results["source"] = source_version()
     results |= {"cloned": {}, "days": {}, "floors": {}}
 
     def save():
