@@ -107,6 +107,9 @@ def test_models_shown_are_those_that_made_the_masks(client, results):
             assert json.loads((results / model["stac_item"]).read_text())["id"] == model["version"]
     kinds = {m["kind"] for item in detail_items(client, "many") for m in item["models"]}
     assert kinds == {"day", "thermal"}  # the day's masks record both models
+    page = client.get("/", params={"day": DAYS["many"].isoformat()}).text
+    assert "<strong>v1</strong> (day model): the run's model" in page and "<strong>v3</strong> (thermal model)" in page
+    assert page.count("model v1 (day), v3 (thermal)") == 12  # each product of the page
 
 
 def detail_items(client, key: str) -> list[dict]:
