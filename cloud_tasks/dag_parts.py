@@ -18,6 +18,7 @@ CONVERTED = Asset("slstr_converted_hdf")
 MODELS = Asset("slstr_cloud_models")
 MASKS = Asset("slstr_cloud_masks")
 SST = Asset("slstr_sst_comparison")
+CATALOGUE = Asset("slstr_stac_catalogue")
 GPU_POOL = "gpu"
 FAILED_STATES = ("failed", "upstream_failed")
 

@@ -85,20 +85,18 @@ def compare_day(run: DayRun, matchups: str | Path) -> dict | None:
 def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None, model_version: str | None) -> list[str]:
     """The products whose mask on disk was made by the run's model (its SHA-256 and registry version): the
     run's own masks, or those it confirmed."""
-    import h5py
-
-    from cloud_tasks.hdf import plain_value
+    from cloud_tasks.errors import InputError
+    from cloud_tasks.product.cf_mask import Model, read_models
 
     made = []
     for stem in stems if model_sha256 else []:
         path = run.data.masks(run.day).mask(stem)
         try:
-            with h5py.File(path, "r") as f:
-                maker = (plain_value(f.attrs.get("model_sha256")), plain_value(f.attrs.get("model_version")))
-                if maker == (model_sha256, model_version):
-                    made.append(stem)
-        except (OSError, KeyError):
-            continue  # no mask, or an unreadable one: not made by this run
+            models = read_models(path) if path.is_file() else ()
+        except InputError:
+            continue  # an unreadable mask: not made by this run
+        if Model(model_version, model_sha256) in models:
+            made.append(stem)
     return made
 
 

@@ -68,11 +68,11 @@ def chunk_label(chunk: dict) -> str:
     return f"{chunk['day']} {first}{more}"
 
 
-def inference_command(run: DayRun, model: Path) -> list[str]:
+def inference_command(run: DayRun, model: Path, *, geotiff: bool = False) -> list[str]:
     """The ``python -m cloud_tasks`` arguments masking a day's products with ``model``; the same in the
     GPU image and locally (paths are the data root's own: the image sees it at the same path)."""
     hdf, masks = run.data.hdf_split(run.day, DAY_SPLIT), run.data.masks(run.day).folder
-    return ["inference", str(model), str(hdf), str(masks)]
+    return ["inference", str(model), str(hdf), str(masks), *(["--geotiff"] if geotiff else [])]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class DayPlan:
     model_version: str | None  # None: no production model yet, masking is skipped
     model_sha256: str | None
     model: Path | None
+    geotiff: bool = False  # also a Cloud-Optimized GeoTIFF of each mask
 
     @property
     def skip_reason(self) -> str:
@@ -94,7 +95,7 @@ class DayPlan:
 
     @property
     def inference_arguments(self) -> list[str]:
-        return inference_command(self.run, self.model) if self.model else []
+        return inference_command(self.run, self.model, geotiff=self.geotiff) if self.model else []
 
     @property
     def inference_inputs(self) -> list[str]:
@@ -169,6 +170,7 @@ def plan_day(params: dict, *, run_type=None, logical_date=None, data_interval=No
         model_version=version.name if version else None,
         model_sha256=version.sha256 if version else None,
         model=version.files.model if version else None,
+        geotiff=bool(params.get("geotiff")),
     )
 
 

@@ -38,6 +38,7 @@ import os
 from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
 
 from cloud_tasks.dag_parts import (
+    CATALOGUE,
     CONVERTED,
     DEFAULT_ARGS,
     MASKS,
@@ -71,6 +72,12 @@ PARAMS = {
         pattern=MODEL_NAME_PATTERN,
         section=SCIENCE,
         description="The registered model that masks: 'production' or a version (v1, v2, ...).",
+    ),
+    "geotiff": Param(
+        False,
+        type="boolean",
+        section=SCIENCE,
+        description="Also write each mask as a Cloud-Optimized GeoTIFF on a lat/lon grid (the NetCDF is the record).",
     ),
     "matchups": Param(
         None,
@@ -155,8 +162,17 @@ def slstr_cloud_mask():
         sst = context["ti"].xcom_pull(task_ids="sst_comparison", default=None)
         return finish_day(context, plan, sst)
 
+    @task(outlets=[CATALOGUE])
+    def catalogue(plan: dict) -> int:
+        """Add the day's mask products and the registry's models to the STAC catalogue (idempotent)."""
+        from cloud_tasks import catalogue
+
+        items = catalogue.update(plan["data_root"], dt.date.fromisoformat(plan["day"]))
+        emit(get_current_context(), CATALOGUE, day=plan["day"], items=len(items))
+        return len(items)
+
     sst = sst_comparison(planned)
-    chunks >> done >> mask >> sst >> summary(planned)
+    chunks >> done >> mask >> [sst, catalogue(planned)] >> summary(planned)
 
 
 slstr_cloud_mask()

@@ -131,7 +131,9 @@ def classify(probability: np.ndarray, threshold: float, valid: np.ndarray | None
     is NaN or not ``valid``."""
     probability = np.asarray(probability, np.float32)
     no_data = ~np.isfinite(probability) if valid is None else ~np.isfinite(probability) | ~np.asarray(valid, bool)
-    return np.where(no_data, NO_DATA, np.where(probability >= threshold, CLOUDY, CLEAR)).astype(np.uint8)
+    # compared in float64 (a float64 scalar is a strong type): float32(0.7) < 0.7 must stay clear, as before
+    cloudy = probability >= np.float64(threshold)
+    return np.where(no_data, NO_DATA, np.where(cloudy, CLOUDY, CLEAR)).astype(np.uint8)
 
 
 def cloud_fraction(values: np.ndarray) -> float | None:
@@ -538,3 +540,15 @@ def _unpacked(ds, name: str, dtype, shape: tuple[int, int], path: Path) -> np.nd
     values = raw * np.float64(scale) + offset
     values[raw == fill] = np.nan
     return values
+
+
+def read_models(path: str | Path) -> tuple[Model, ...]:
+    """The models a mask records (its global attributes only: cheap for a day of thousands of masks)."""
+    import netCDF4
+
+    path = Path(path)
+    try:
+        with netCDF4.Dataset(path, "r") as ds:
+            return _models(_global_text(ds, path), path)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read as NetCDF: {exc}") from None

@@ -57,7 +57,8 @@ def run(dag, archive: Path, data_root: Path, **conf):
 
 
 def files_state(root: Path) -> dict:
-    return {p.relative_to(root): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*.h5"))}
+    files = [p for pattern in ("*.h5", "*.nc") for p in root.rglob(pattern)]
+    return {p.relative_to(root): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(files)}
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +77,9 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
     day_products = sorted((data_root / "hdf/2024/06/01/day").glob("*.h5"))
     assert summary["products"] == 5 and summary["failed"] == []
     assert summary["converted"]["day"] == len(day_products) >= 3
-    masks = sorted((data_root / "masks/2024/06/01").glob("*.h5"))
-    assert [m.name for m in masks] == [p.name for p in day_products] and summary["masked"] == len(masks)
-    assert len(list((data_root / "masks/2024/06/01").glob("*.png"))) == len(masks)
+    masks = DataRoot(data_root).masks(DAY)
+    assert [m.stem for m in masks.masks()] == [p.stem for p in day_products] and summary["masked"] == len(day_products)
+    assert [p.stem for p in masks.quicklooks()] == [p.stem for p in day_products]
     sst = json.loads(DataRoot(data_root).sst(DAY).summary.read_text())
     assert sst["model"]["clear"] > 0 and sst["bayesian"]["clear"] > 0
     assert summary["sst"] == sst
@@ -114,5 +115,5 @@ def test_corrupt_product_fails_only_its_instance_without_retry(dag, archive, tmp
         assert instances[(task, -1)].state == "success", task
     summary = json.loads(DataRoot(data_root).summary(DAY).read_text())
     assert summary["failed"] == [zips[0].stem]
-    good_day = sorted(p.name for p in (data_root / "hdf/2024/06/01/day").glob("*.h5"))
-    assert sorted(p.name for p in (data_root / "masks/2024/06/01").glob("*.h5")) == good_day
+    good_day = sorted(p.stem for p in DataRoot(data_root).hdf_split(DAY).glob("*.h5"))
+    assert [p.stem for p in DataRoot(data_root).masks(DAY).masks()] == good_day
