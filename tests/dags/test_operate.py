@@ -106,6 +106,8 @@ def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(
     first = mask_models(trained)
     assert first and set(first.values()) == {(("v1", registry.version("v1").sha256),)}
     assert summary(trained)["masked"] == len(first) and summary(trained)["model"]["version"] == "v1"
+    catalogue = DataRoot(trained).catalogue.folder
+    assert all(len(list(catalogue.rglob(f"{stem}.json"))) == 1 for stem in first), "a STAC Item per mask"
     labels = [ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id == "process_chunk.extract"]
     assert len(labels) == PRODUCTS_PER_DAY and all(label.startswith("2024-06-03 S3") for label in labels)
 
@@ -113,6 +115,8 @@ def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(
     assert registry.production_name() == other.name == "v2"
     dag_run = mask(dags[1], archive, trained)
     assert dag_run.state == "success", states(dag_run)
+    items = sorted(p.name for p in catalogue.rglob("*.json") if p.name.startswith(("S3", "v")))
+    assert items == sorted([f"{stem}.json" for stem in first] + ["v1.json", "v2.json"]), "re-masked, not duplicated"
     assert mask_models(trained) == dict.fromkeys(first, (("v2", other.sha256),)), "another version's masks redone"
     assert summary(trained)["model"] == {"version": "v2", "sha256": other.sha256}
 
