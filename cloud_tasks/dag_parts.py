@@ -156,11 +156,23 @@ def process_chunk(chunk: dict):
     extract(chunk) >> convert(chunk)
 
 
-def failed_stages(context) -> dict[str, str]:
-    """This run's task instances that failed or could not run because of a failure: label -> state."""
+def task_states(context) -> dict[str, str]:
+    """The states of this run's task instances (mapped ones as ``<task>_<index>``), but the asking task's."""
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-    return {name: state for name, state in sorted(states.items()) if state in FAILED_STATES and name != ti.task_id}
+    return {name: state for name, state in sorted(states.items()) if name != ti.task_id}
+
+
+def failed_stages(context) -> dict[str, str]:
+    """This run's task instances that failed or could not run because of a failure: label -> state."""
+    return {name: state for name, state in task_states(context).items() if state in FAILED_STATES}
+
+
+def result_of(context, task_id: str):
+    """A task's return value if it succeeded in this run, else None (never asked for: no "XCom not found")."""
+    if task_states(context).get(task_id) != "success":
+        return None
+    return context["ti"].xcom_pull(task_ids=task_id)
 
 
 def emit(context, asset: Asset, **extra) -> None:
@@ -232,14 +244,16 @@ def mask_step(plan: dict) -> dict:
     }
 
 
-def finish_day(context, plan: dict | None, sst: dict | None) -> dict:
-    """Write the day's summary from what is on disk and what failed; fail the run when anything failed."""
+def finish_day(context) -> dict:
+    """Write the day's summary from what is on disk and what failed (the plan and the SST comparison as this
+    run made them, if it made them); fail the run when anything failed."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from cloud_tasks.pipeline import summarise_day
     from cloud_tasks.planning import DayRun
 
     failures = failed_stages(context)
+    plan, sst = result_of(context, "plan"), result_of(context, "sst_comparison")
     if not plan:
         raise AirflowFailException(f"the run was not planned (see the `plan` task's log); failed: {failures}")
     summary = summarise_day(

@@ -153,14 +153,11 @@ def slstr_cloud_mask():
         return result
 
     @task(trigger_rule="all_done", retries=0)
-    def summary(plan: dict) -> dict:
+    def summary() -> dict:
         """Write the day's summary (what this run converted and masked, what failed); fail if anything failed."""
         from cloud_tasks.dag_parts import finish_day
 
-        context = get_current_context()
-        # the comparison this run made, if it made one (a skipped or failed comparison left none)
-        sst = context["ti"].xcom_pull(task_ids="sst_comparison", default=None)
-        return finish_day(context, plan, sst)
+        return finish_day(get_current_context())
 
     @task(outlets=[CATALOGUE])
     def catalogue(plan: dict) -> int:
@@ -172,7 +169,7 @@ def slstr_cloud_mask():
         return len(items)
 
     sst = sst_comparison(planned)
-    chunks >> done >> mask >> [sst, catalogue(planned)] >> summary(planned)
+    chunks >> done >> mask >> [sst, catalogue(planned)] >> summary()
 
 
 slstr_cloud_mask()

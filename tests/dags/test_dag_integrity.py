@@ -53,7 +53,7 @@ def test_tags_retries_and_docs(dagbag):
 def test_task_graph(dag):
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
-        "plan": ["catalogue", "converted", "make_chunks", "sst_comparison", "summary"],
+        "plan": ["catalogue", "converted", "make_chunks", "sst_comparison"],
         "make_chunks": ["process_chunk.convert", "process_chunk.extract"],
         "process_chunk.extract": ["process_chunk.convert"],
         "process_chunk.convert": ["converted"],

@@ -68,8 +68,8 @@ def check_day_outputs(data_root: Path, day: dt.date) -> None:
     """A day's summary, converted products, masks by the production model, quicklooks and SST comparison."""
     data = DataRoot(data_root)
     summary = json.loads(data.summary(day).read_text())
-    day_products = sorted(p.name for p in (data.hdf(day) / "day").glob("*.h5"))
-    masks = [p.name for p in data.masks(day).masks()]
+    day_products = sorted(p.stem for p in data.hdf_split(day).glob("*.h5"))
+    masks = [p.stem for p in data.masks(day).masks()]
     assert summary["date"] == day.isoformat() and summary["products"] == PRODUCTS and summary["failed"] == []
     assert summary["converted"]["day"] + summary["converted"]["night"] == PRODUCTS
     assert masks == day_products and summary["masked"] == len(masks) >= 1
