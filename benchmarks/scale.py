@@ -51,6 +51,7 @@ from benchmarks.scheduler import (
 from cloud_tasks.atomic import atomic_file
 from cloud_tasks.layout import matchups_path
 from cloud_tasks.naming import ProductName
+from cloud_tasks.planning import DEFAULT_CHUNK_SIZE
 
 REPO = Path(__file__).resolve().parents[1]
 POOL_DAY = dt.date(2024, 6, 1)
@@ -224,6 +225,19 @@ def database_counts(url: str) -> dict[str, int]:
     return counts
 
 
+def xcom_by_task(url: str) -> dict[str, list[int]]:
+    """Per task id: the XCom rows and the bytes of their values (as text)."""
+    import sqlalchemy as sa
+
+    query = "SELECT task_id, count(*), coalesce(sum(length(CAST(value AS TEXT))), 0) FROM xcom GROUP BY task_id"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            return {task: [int(rows), int(size)] for task, rows, size in db.execute(sa.text(query))}
+    finally:
+        engine.dispose()
+
+
 def snapshot(airflow: Airflow, postgres) -> dict:
     return {"cpu": component_cpu(airflow, postgres), "db": database_counts(airflow.database)}
 
@@ -239,9 +253,9 @@ class Bench:
     """What every measured run shares: the work folder, the PostgreSQL server (None: SQLite), the deployment
     settings and the wait limits."""
 
-    def __init__(self, work: Path, postgres, parallelism: int, seconds_per_product: float):
+    def __init__(self, work: Path, postgres, parallelism: int, seconds_per_product: float, chunk_size: int):
         self.work, self.postgres, self.seconds_per_product = work, postgres, seconds_per_product
-        self.parallelism = parallelism
+        self.parallelism, self.chunk_size = parallelism, chunk_size
         self.settings = {
             "CLOUD_TASKS_ARCHIVE_ROOTS": str(work),
             "CLOUD_TASKS_DATA_ROOTS": str(work),
@@ -264,7 +278,8 @@ class Bench:
         return home, (self.postgres.create(name) if self.postgres else None), data
 
     def conf(self, archive: Path, data: Path) -> dict:
-        return {"archive_root": str(archive), "data_root": str(data), "runner": "local", "gpu": False}
+        paths = {"archive_root": str(archive), "data_root": str(data)}
+        return paths | {"runner": "local", "gpu": False, "chunk_size": self.chunk_size}
 
 
 def run_figures(runs: list[dict], instances: list[dict], start: dt.datetime, end: dt.datetime) -> dict:
@@ -301,6 +316,7 @@ def measure_day(bench: Bench, archive: Path, n_products: int) -> dict:
         after = snapshot(airflow, bench.postgres)
         instances = airflow.task_instances(run_id)
         scheduler_mb = peak_rss_mb(airflow.processes["scheduler"].pid)
+        xcoms = xcom_by_task(airflow.database)  # a fresh database: all of them this run's
     when = dt.datetime.fromisoformat
     figures = run_figures([run], instances, when(run["queued_at"]), when(run["end_date"]))
     assert figures["wall"] == run_timings(run, instances)["wall"]
@@ -310,6 +326,7 @@ def measure_day(bench: Bench, archive: Path, n_products: int) -> dict:
         "home": str(home),
         "load": [load, os.getloadavg()[0]],
         "scheduler_peak_rss_mb": scheduler_mb,
+        "xcom_by_task": xcoms,
         **difference(before, after),
     }
 
@@ -367,13 +384,13 @@ def _floor_chunk(chunk: dict, data_root: str) -> None:
 def measure_floor(bench: Bench, archive: Path, n_products: int) -> float:
     """Wall seconds of the same extract/convert work without Airflow: the DAG's chunks, 2 processes."""
     from cloud_tasks.archive import discover
-    from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, chunk_products
+    from cloud_tasks.planning import chunk_products
 
     begin = dt.datetime.combine(SIZE_DAY, dt.time(), tzinfo=dt.UTC)
     zips = [str(z) for z in discover(archive, begin, begin + dt.timedelta(days=1), ["S3A", "S3B"])]
     if len(zips) != n_products:
         raise RuntimeError(f"{archive}: {len(zips)} products of {SIZE_DAY}, expected {n_products}")
-    chunks = chunk_products({SIZE_DAY.isoformat(): zips}, DEFAULT_CHUNK_SIZE)
+    chunks = chunk_products({SIZE_DAY.isoformat(): zips}, bench.chunk_size)
     data = bench.work / f"data-floor-{n_products}"
     shutil.rmtree(data, ignore_errors=True)
     context = multiprocessing.get_context("spawn")
@@ -411,6 +428,7 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
                 _mean(runs, lambda r: r["tasks"]),
                 _mean(runs, lambda r: r["wall"] - r["busy"]),
                 _mean(runs, lambda r: share(r["wall"] - r["busy"], r["wall"])),
+                _mean(runs, lambda r: r["tasks"] / r["wall"]),
                 sum(runs[0]["task_instances"].values()),
                 spread(floor) if floor else "-",
                 f"{wall / statistics.fmean(floor):.1f}" if floor else "-",
@@ -428,13 +446,13 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
     return [
         "### Days through the scheduler\n",
         "Retried: task instances that ran more than once. Wall: run queued to run ended. Idle: wall time with "
-        "no task running (`busy_seconds`), its share of the wall. Floor: the same extract/convert chunks "
-        "without Airflow (2 processes). Load: the 1-min load "
-        "average at the run's start and end, averaged. Mean of the runs (min-max).\n",
+        "no task running (`busy_seconds`), its share of the wall. Tasks running: summed task time / wall. "
+        "Floor: the same extract/convert chunks without Airflow (2 processes). Load: the 1-min load average at "
+        "the run's start and end, averaged. Mean of the runs (min-max).\n",
         table(
             (
                 *("products", "runs", "state", "retried", "wall s", "wall s/product", "summed task s", "idle s"),
-                "idle %",
+                *("idle %", "tasks running (mean)"),
                 *("task instances", "floor s", "wall/floor", "load"),
             ),
             timing,
@@ -491,6 +509,22 @@ def growth_table(days: dict[int, list[dict]]) -> list[str]:
     ]
 
 
+def xcom_table(days: dict[int, list[dict]]) -> list[str]:
+    """Who writes the XComs: rows and bytes per task, at each size measured with that breakdown."""
+    rows = [
+        (n, task, count, f"{size / 1024:.1f}", f"{size / n:.0f}")
+        for n, runs in sorted(days.items())
+        if "xcom_by_task" in runs[-1]
+        for task, (count, size) in sorted(runs[-1]["xcom_by_task"].items())
+    ]
+    if not rows:
+        return []
+    return [
+        "\n### XCom per task (the last run of each size)\n",
+        table(("products", "task", "rows", "KB", "bytes per product"), rows),
+    ]
+
+
 def backfill_table(result: dict, per_day: int) -> list[str]:
     idle = result["wall"] - result["busy"]
     run_seconds = result["run_seconds"]
@@ -532,7 +566,8 @@ def render(results: dict) -> str:
     cloned = sorted((int(n), seconds) for n, seconds in results["cloned"].items())
     made += [(f"day of {n} (cloned from the pool)", n, s) for n, s in cloned]
     lines = [
-        f"Metadata DB: {results['database']}; LocalExecutor, parallelism {results['parallelism']}; "
+        f"Metadata DB: {results['database']}; LocalExecutor, parallelism {results['parallelism']}; chunk_size "
+        f"{results.get('chunk_size', DEFAULT_CHUNK_SIZE)}; "
         f"{os.cpu_count()} CPUs; no model in the registry (`mask` skipped). Code {results.get('source', '?')}, "
         f"started {results['started']}.\n",
         table(
@@ -546,6 +581,7 @@ def render(results: dict) -> str:
         lines += day_tables(days, floors)
     if len(days) > 1:
         lines += growth_table(days)
+    lines += xcom_table(days)
     if results.get("backfill"):
         lines += backfill_table(results["backfill"], results["backfill_products"])
     return "\n".join(lines) + "\n"
@@ -609,6 +645,7 @@ def measure(args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     missing = "--sqlite asked for" if args.sqlite else postgres_missing()
     results = {"started": f"{dt.datetime.now():%Y-%m-%d %H:%M}", "parallelism": args.parallelism}
+    results["chunk_size"] = args.chunk_size
     results["source"] = source_version()
     results |= {"cloned": {}, "days": {}, "floors": {}}
 
@@ -623,7 +660,7 @@ def measure(args) -> dict:
         postgres = None if missing else stack.enter_context(postgres_server(work))
         version = f"PostgreSQL {postgres.bindir.parts[-2]}" if postgres else f"SQLite ({missing})"
         results["database"] = version
-        bench = Bench(work, postgres, args.parallelism, args.seconds_per_product)
+        bench = Bench(work, postgres, args.parallelism, args.seconds_per_product, args.chunk_size)
         run_sizes(bench, args, pool, results, save)
         if args.backfill_days:
             run_backfill(bench, args, pool, results)
@@ -639,6 +676,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backfill-products", type=int, default=4, help="products per backfill day")
     parser.add_argument("--pool", type=int, default=64, help="generated products the archives are cloned from")
     parser.add_argument("--parallelism", type=int, default=4, help="[core] parallelism of the LocalExecutor")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="the runs' chunk_size param")
     parser.add_argument("--seconds-per-product", type=float, default=5.0, help="wait limit per product (+900 s)")
     parser.add_argument("--floor", action="store_true", help="also time the work without Airflow")
     parser.add_argument("--sqlite", action="store_true", help="SQLite even where PostgreSQL could run")
