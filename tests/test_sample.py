@@ -20,6 +20,7 @@ import pytest
 from cloud_tasks import sample
 from cloud_tasks.layout import matchups_path
 from cloud_tasks.naming import ProductName
+from cloud_tasks.sample.scene import ICE_HEIGHT
 
 DATE = dt.date(2024, 5, 1)
 N_PRODUCTS = 5
@@ -244,6 +245,33 @@ def test_clouds_raise_reflectance_and_lower_brightness_temperature(products):
             assert np.nanmean(refl[cloudy]) > np.nanmean(refl[~cloudy]) + 0.05
             rise.append(np.nanmean(refl[cloudy]) - np.nanmean(refl[~cloudy]))
         assert min(rise[:3]) > max(rise[3:])  # visible more than SWIR
+
+
+def test_night_and_twilight_clouds_show_in_the_thermal_channels_as_in_nature():
+    """Cloud tops colder than the sea; ice clouds (thin cirrus too) widen the split-window difference S8-S9 and
+    warm S7 against S8; water clouds cool S7 against S8 (the fog test); a few clouds are within 1 K of clear sky."""
+    warm = cloudy_total = 0
+    for spec in sample.product_specs(DATE, 10, seed=0):
+        if spec.kind == "day":
+            continue
+        scene = sample.make_scene(spec)
+        bt, seen = scene.bt, np.isfinite(scene.bt).all(axis=0) & ~scene.land
+        cloudy, clear = scene.cloudy & seen, ~scene.cloudy & seen
+        ice = cloudy & (scene.cloud_height > ICE_HEIGHT)
+        anomaly, split_window, fog = bt[1] - scene.sst, bt[1] - bt[2], bt[0] - bt[1]
+        assert _against(anomaly, cloudy, clear) < -4
+        assert _against(split_window, ice, clear) > 1
+        thin_ice = ice & (anomaly > np.median(anomaly[clear]) - 3)
+        assert thin_ice.sum() > 100 and _against(split_window, thin_ice, clear) > 0.2
+        assert _against(fog, ice, clear) > 1 and _against(fog, cloudy & ~ice, clear) < -0.7
+        near_clear = cloudy & (anomaly > np.median(anomaly[clear]) - 1)
+        warm, cloudy_total = warm + near_clear.sum(), cloudy_total + cloudy.sum()
+    assert 0.01 < warm / cloudy_total < 0.15
+
+
+def _against(values: np.ndarray, where: np.ndarray, clear: np.ndarray) -> float:
+    """The median of ``values`` over ``where`` less their median over the clear pixels."""
+    return float(np.median(values[where]) - np.median(values[clear]))
 
 
 def test_bayes_marks_exactly_the_clouds_and_summary_differs_a_little(products, specs):

@@ -4,6 +4,9 @@ Illumination kind by product index (``specs``): day SZA 20-75 deg, night SZA > 1
 crossing 90 deg inside the frame. Clouds are a smooth random field thresholded at a per-product cloud fraction
 (10-70 %); the L1 ``summary_cloud`` test uses a slightly lower threshold, so it flags a few % more pixels.
 Reflectance ``R`` mixes a surface class (sea, land, snow/ice) with thick cloud in proportion to opacity.
+Brightness temperatures: day scenes keep the first, simple model (``_day_clouds``); night and twilight scenes
+have clouds recognisable from the thermal channels alone (``_dark_sky``, ``_dark_clouds``, ``_noise``; the
+package docstring gives the scene model).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cloud_tasks.sample.grid import (
 from cloud_tasks.sample.specs import ProductSpec
 
 DAY_MAX_SZA, TWILIGHT_MAX_SZA = 90.0, 100.0
+ICE_HEIGHT = 0.55  # night and twilight clouds above this height (0..1) are ice
 # Reflectance by surface class (sea, land, snow/ice) and of thick cloud, channels S1..S6.
 _SURFACE_REFLECTANCE = np.array(
     [
@@ -202,6 +206,95 @@ def _clouds(rng: np.random.Generator, shape: tuple[int, int]):
     return cloud, summary_cloud, height, cell
 
 
+@dataclass
+class _ClearSky:
+    """Clear-sky brightness temperatures (K) at the top of the atmosphere, and what a cloud changes in them."""
+
+    bt37: np.ndarray
+    bt11: np.ndarray
+    bt12: np.ndarray
+    absorption: np.ndarray  # water-vapour deficit of the 11 um channel, K (12 um: 1.6 x, 3.7 um: 0.6 x)
+    mu0: np.ndarray  # cos(SZA), 0 where dark
+
+
+def _clear_sky(rng, shape, sza, vza, sst, surface_t, land) -> _ClearSky:
+    """Surface temperature less the water vapour's absorption (more in humid air and along slant paths);
+    3.7 um also sees reflected sunlight where lit."""
+    mu0 = np.cos(np.radians(np.minimum(sza, 90))).astype(np.float32)
+    path = (1 / np.cos(np.radians(vza))).astype(np.float32)
+    wet = np.clip(0.3 + 0.5 * (sst - 273.15) / 30 + 0.1 * _smooth_field(rng, shape, 48), 0.1, 1.0)
+    absorption = (0.4 + 2.6 * wet) * path
+    bt11 = surface_t - absorption
+    bt12 = surface_t - 1.6 * absorption
+    bt37 = surface_t - 0.6 * absorption + mu0 * np.where(land, 6.0, 1.5)
+    return _ClearSky(bt37, bt11, bt12, absorption, mu0)
+
+
+def _reflected_37(rng, sky: _ClearSky, cell: float) -> np.ndarray:
+    """Sunlight a cloud reflects at 3.7 um, K: up to 21 K x cos(SZA), patchy (an unpredictable warm term)."""
+    return sky.mu0 * 14 * np.clip(0.5 + 0.5 * _smooth_field(rng, sky.mu0.shape, cell / 2), 0, 1.5)
+
+
+def _day_clouds(rng, sky: _ClearSky, sst, cloud, height, cell) -> np.ndarray:
+    """Day scenes' clouds (the first model, kept so that day products stay byte-identical): opacity mixes the
+    clear sky with a cloud top 6-46 K colder than the sea, which also reflects sunlight at 3.7 um."""
+    cloud_top = sst - (6 + 40 * height)
+    reflected = _reflected_37(rng, sky, cell)
+    return np.stack(
+        [
+            (1 - cloud) * sky.bt37 + cloud * (cloud_top + 1 + reflected),
+            (1 - cloud) * sky.bt11 + cloud * cloud_top,
+            (1 - cloud) * sky.bt12 + cloud * (cloud_top - 0.3) - 1.5 * cloud * (1 - cloud),
+        ]
+    )
+
+
+def _dark_sky(rng, sky: _ClearSky, cell: float) -> _ClearSky:
+    """The clear sky of night and twilight scenes: humid plumes, more vapour and a wider split-window difference
+    over tens of km, where thin cirrus hides."""
+    plume = np.clip(0.9 * _smooth_field(rng, sky.mu0.shape, 3 * cell), -0.6, None)
+    return _ClearSky(sky.bt37 - 0.6 * plume, sky.bt11 - plume, sky.bt12 - 1.6 * plume, sky.absorption + plume, sky.mu0)
+
+
+def _dark_clouds(rng, sky: _ClearSky, sst, cloud, height, cell) -> np.ndarray:
+    """Night and twilight scenes' clouds, recognisable from the thermal channels alone (see the package docstring).
+
+    A cloud of emissivity ``e`` shows ``(1 - e) x clear sky + e x (top seen through the vapour above)`` in each
+    channel (linear in brightness temperature: a simplification): tops ``2 + 48 h^1.5`` K below the sea (``h``
+    the height, 0..1), ice above ``ICE_HEIGHT``. Ice clouds are often thin (cirrus: ``e`` = opacity x 0.12..1)
+    and absorb more at 12 than at 11 um (``e12 = 1 - (1 - e11)^1.4``: the split-window difference S8-S9 grows)
+    and less at 3.7 um (S7 warmer); water clouds emit less at 3.7 um than at 11 um (S7 colder by up to 4 K x
+    ``e``, the night fog test, less for large droplets). Low water clouds with large droplets are within a few
+    K of the sea and show no fog signal: the hard ones.
+    """
+    ice = height > ICE_HEIGHT
+    top = sst - (2 + 48 * height**1.5)
+    above = sky.absorption * (1 - height) ** 2  # the vapour above the top: all of it for a cloud at the surface
+    thinness = np.clip(0.4 + 0.45 * _smooth_field(rng, cloud.shape, cell), 0.12, 1.0)
+    e11 = np.where(ice, cloud * thinness, cloud)
+    e12 = 1 - (1 - e11) ** np.where(ice, 1.4, 1.05)
+    e37 = e11 * np.where(ice, 0.7, 1.0)
+    reflected = _reflected_37(rng, sky, cell)
+    droplets = np.clip(0.55 + 0.45 * _smooth_field(rng, cloud.shape, cell), 0, 1)
+    fog_deficit = np.where(ice, 0.0, 4.0 * droplets)
+    return np.stack(
+        [
+            (1 - e37) * sky.bt37 + e37 * (top - 0.6 * above - fog_deficit + reflected),
+            (1 - e11) * sky.bt11 + e11 * (top - above),
+            (1 - e12) * sky.bt12 + e12 * (top - 1.6 * above),
+        ]
+    )
+
+
+def _noise(rng, bt: np.ndarray, dark: bool) -> np.ndarray:
+    """Detector noise (K): 0.08, 0.04, 0.05 K in S7, S8, S9; at night S7's grows at cold scenes (few 3.7 um
+    photons: x2 at 256 K, x7 at 230 K)."""
+    noise = rng.standard_normal(bt.shape, dtype=np.float32) * np.array([0.08, 0.04, 0.05], np.float32)[:, None, None]
+    if dark:
+        noise[0] *= np.exp(np.clip((270 - bt[0]) / 20, 0, 4))
+    return noise
+
+
 def make_scene(spec: ProductSpec) -> Scene:
     """Generate the scene of one product (deterministic for its seed and index)."""
     g = spec.grid
@@ -213,25 +306,12 @@ def make_scene(spec: ProductSpec) -> Scene:
     land, coast, elevation = _surface(rng, shape)
     sst, surface_t = _temperatures(rng, shape, lat, land, spec.kind)
     cloud, summary_cloud, height, cell = _clouds(rng, shape)
-
-    mu0 = np.cos(np.radians(np.minimum(sza, 90))).astype(np.float32)
-    path = (1 / np.cos(np.radians(vza))).astype(np.float32)
-    wet = np.clip(0.3 + 0.5 * (sst - 273.15) / 30 + 0.1 * _smooth_field(rng, shape, 48), 0.1, 1.0)
-    absorption = (0.4 + 2.6 * wet) * path
-    bt11 = surface_t - absorption
-    bt12 = surface_t - 1.6 * absorption
-    bt37 = surface_t - 0.6 * absorption + mu0 * np.where(land, 6.0, 1.5)
-    cloud_top = sst - (6 + 40 * height)
-    # Day-time 3.7 um clouds also reflect sunlight: an unpredictable warm term.
-    reflected = mu0 * 14 * np.clip(0.5 + 0.5 * _smooth_field(rng, shape, cell / 2), 0, 1.5)
-    bt = np.stack(
-        [
-            (1 - cloud) * bt37 + cloud * (cloud_top + 1 + reflected),
-            (1 - cloud) * bt11 + cloud * cloud_top,
-            (1 - cloud) * bt12 + cloud * (cloud_top - 0.3) - 1.5 * cloud * (1 - cloud),
-        ]
-    ).astype(np.float32)
-    bt += rng.standard_normal(bt.shape, dtype=np.float32) * np.array([0.08, 0.04, 0.05], np.float32)[:, None, None]
+    sky = _clear_sky(rng, shape, sza, vza, sst, surface_t, land)
+    dark = spec.kind != "day"
+    if dark:
+        sky = _dark_sky(rng, sky, cell)
+    bt = (_dark_clouds if dark else _day_clouds)(rng, sky, sst, cloud, height, cell).astype(np.float32)
+    bt += _noise(rng, bt, dark)
     if rng.random() < 0.5:  # one partly lost scan line in the three thermal channels
         row, length = rng.integers(g.rows), int(rng.integers(g.columns // 8, g.columns // 2))
         first = int(rng.integers(0, g.columns - length))
