@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import itertools
 import json
 import math
 import multiprocessing
@@ -131,6 +132,20 @@ def idle_split(intervals: list[tuple[dt.datetime, dt.datetime]], start: dt.datet
         "between": between,
         "after": max(0.0, (end - last).total_seconds()),
     }
+
+
+def concurrency(intervals: list[tuple[dt.datetime, dt.datetime]], start: dt.datetime, end: dt.datetime) -> dict:
+    """Seconds of ``[start, end]`` during which exactly k intervals were under way, for each k seen."""
+    events = sorted([(start, 0), (end, 0)] + [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    seconds: Counter = Counter()
+    running, previous = 0, start
+    for when, change in events:
+        clipped = min(max(when, start), end)
+        if clipped > previous:
+            seconds[running] += (clipped - previous).total_seconds()
+            previous = clipped
+        running += change
+    return dict(sorted(seconds.items()))
 
 
 def growth_exponent(sizes: list[float], values: list[float]) -> float | None:
@@ -297,6 +312,7 @@ def run_figures(runs: list[dict], instances: list[dict], start: dt.datetime, end
         "tasks": sum((e - s).total_seconds() for s, e in intervals),
         "busy": busy_seconds(intervals),
         "idle": idle_split(intervals, start, end),
+        "concurrency": concurrency(intervals, start, end),
         "task_instances": dict(by_task),
         "task_seconds": dict(seconds_by_task),
         "ti_states": dict(Counter(ti["state"] for ti in instances)),
@@ -436,6 +452,7 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
             )
         )
         idle.append((n, *(_mean(runs, lambda r, k=k: r["idle"][k]) for k in ("before", "between", "after"))))
+        idle[-1] += tuple(_mean(runs, lambda r, k=k: _at_once(r, k)) for k in range(5))
         for task, count in sorted(runs[0]["task_instances"].items()):
             mean = _mean(runs, lambda r, t=task: r["task_seconds"].get(t, 0.0) / r["task_instances"][t])
             tasks.append((n, task, count, _mean(runs, lambda r, t=task: r["task_seconds"].get(t, 0.0)), mean))
@@ -458,7 +475,14 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
             timing,
         ),
         "\n### Where the idle time lies (seconds)\n",
-        table(("products", "before the first task", "between tasks", "after the last task"), idle),
+        "Then the share of the wall time (%) with 0, 1, 2, 3 and 4 or more tasks running.\n",
+        table(
+            (
+                *("products", "before the first task", "between tasks", "after the last task"),
+                *("0 running", "1", "2", "3", "4+"),
+            ),
+            idle,
+        ),
         "\n### Task instances\n",
         table(("products", "task", "instances", "summed s", "mean s per instance"), tasks),
         "\n### CPU seconds of each component during the run\n",
@@ -466,6 +490,12 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
         "\n### Metadata DB growth (rows added per table)\n",
         table(("products", *TABLES, "all tables", "XCom KB", "DB MB"), db),
     ]
+
+
+def _at_once(run: dict, k: int) -> float:
+    """The share of the run's wall time (%) with ``k`` tasks running (with 4 or more for k = 4)."""
+    seconds = sum(v for running, v in run.get("concurrency", {}).items() if int(running) == k or k == 4 <= int(running))
+    return share(seconds, run["wall"])
 
 
 def _db_row(runs: list[dict]) -> tuple:
@@ -493,19 +523,29 @@ GROWTH_FIGURES = {
 
 
 def growth_table(days: dict[int, list[dict]]) -> list[str]:
-    """Each figure's growth exponent across the sizes and its value per product at each size."""
+    """Each figure's growth exponent across all the sizes and from each size to the next, and its value per
+    product at each size."""
     sizes = sorted(days)
+    steps = list(itertools.pairwise(sizes))
     rows = []
     for name, figure in GROWTH_FIGURES.items():
         means = [statistics.fmean(figure(r) for r in days[n]) for n in sizes]
-        exponent = growth_exponent(sizes, means)
+        fits = [growth_exponent(sizes, means)]
+        fits += [growth_exponent([a, b], [means[i], means[i + 1]]) for i, (a, b) in enumerate(steps)]
         per_product = [f"{m / n:.3g}" for m, n in zip(means, sizes, strict=True)]
-        rows.append((name, "-" if exponent is None else f"{exponent:.2f}", *per_product))
+        rows.append((name, *("-" if e is None else f"{e:.2f}" for e in fits), *per_product))
     return [
         "\n### Growth with the day's size\n",
-        "Exponent: least-squares slope of log(figure) against log(products) over the sizes (1 = linear, "
-        "2 = quadratic); then the figure per product at each size.\n",
-        table(("figure", "exponent", *(f"per product at {n}" for n in sizes)), rows),
+        "Exponent: least-squares slope of log(figure) against log(products) over all the sizes, then from each "
+        "size to the next (1 = linear, 2 = quadratic); then the figure per product at each size.\n",
+        table(
+            (
+                *("figure", "exponent"),
+                *(f"{a}->{b}" for a, b in steps),
+                *(f"per product at {n}" for n in sizes),
+            ),
+            rows,
+        ),
     ]
 
 

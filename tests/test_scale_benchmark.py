@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from benchmarks.scale import clone_product, growth, growth_exponent, idle_split, share, spread
+from benchmarks.scale import clone_product, concurrency, growth, growth_exponent, idle_split, share, spread
 from cloud_tasks.naming import ProductName
 
 T0 = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -24,6 +24,14 @@ def test_idle_split_separates_the_wait_before_between_and_after_the_tasks():
 
 def test_idle_split_of_a_run_without_tasks_is_all_before():
     assert idle_split([], *at(0, 7)) == {"before": 7.0, "between": 0.0, "after": 0.0}
+
+
+def test_concurrency_counts_the_seconds_at_each_number_of_running_tasks():
+    # run 0-20; tasks 2-10, 4-6, 8-25 (clipped at 20): 0 running 2 s, 1: 2+2+10, 2: 2+2, 3: none
+    seconds = concurrency([at(2, 10), at(4, 6), at(8, 25)], *at(0, 20))
+    assert seconds == {0: 2.0, 1: 14.0, 2: 4.0}
+    assert sum(seconds.values()) == 20.0
+    assert concurrency([], *at(0, 5)) == {0: 5.0}
 
 
 def test_growth_exponent_is_one_for_linear_and_two_for_quadratic_growth():
