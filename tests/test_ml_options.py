@@ -11,8 +11,9 @@ import pytest
 
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.ml.options import PRECISIONS, TrainOptions
+from cloud_tasks.registry import KINDS
 
-# The keys of params.json before precision and XLA existed: folders trained then must still resume.
+# The keys of params.json before precision, XLA and the model kind existed: folders trained then must still resume.
 KEYS_BEFORE = {
     "epochs",
     "batch_size",
@@ -36,8 +37,9 @@ def parse(*argv: str) -> TrainOptions:
 def test_defaults_are_the_cli_defaults_and_keep_the_params_keys():
     assert parse() == TrainOptions()
     values = TrainOptions().as_dict()
-    assert set(values) == KEYS_BEFORE | {"precision", "jit_compile"}
+    assert set(values) == KEYS_BEFORE | {"precision", "jit_compile", "kind"}
     assert (values["precision"], values["jit_compile"], values["class_weights"]) == ("float32", False, [1.0, 1.0])
+    assert values["kind"] == "day"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,7 @@ def test_defaults_are_the_cli_defaults_and_keep_the_params_keys():
         TrainOptions(epochs=3, batch_size=8, learning_rate=0.0003, label="summary_cloud", class_weights=(0.5, 2)),
         TrainOptions(precision="mixed_bfloat16", jit_compile=True, patch_size=64, clip_offset=0, train_split=1),
         TrainOptions(precision="mixed_float16", jit_compile=False, seed=0),
+        TrainOptions(kind="thermal", epochs=2),
     ],
 )
 def test_command_line_round_trip(options):
@@ -71,6 +74,14 @@ def test_precision_choices():
 def test_params_json_of_an_older_run_reads_with_the_defaults():
     old = {**{key: TrainOptions().as_dict()[key] for key in KEYS_BEFORE}, "epochs": 5, "products": ["a", "b"]}
     assert TrainOptions.from_mapping(old) == TrainOptions(epochs=5)
+    assert TrainOptions.from_mapping(old).kind == "day", "a run from before the kinds trained the day model"
+
+
+def test_kind_choices_are_the_registry_kinds():
+    assert [parse("--kind", kind).kind for kind in KINDS] == list(KINDS) == ["day", "thermal"]
+    assert TrainOptions.json_schema("kind")["enum"] == list(KINDS)
+    with pytest.raises(SystemExit):
+        parse("--kind", "night")
 
 
 def test_values_from_json_equal_values_from_python():
@@ -96,6 +107,7 @@ def test_values_from_json_equal_values_from_python():
         ({"precision": "float64"}, "precision must be one of float32, mixed_bfloat16, mixed_float16"),
         ({"jit_compile": "yes"}, "jit_compile must be a boolean, not 'yes'"),
         ({"jit_compile": 1}, "jit_compile must be a boolean"),
+        ({"kind": "night"}, "kind must be one of day, thermal, not 'night'"),
         ({"class_weights": (1.0,)}, "class_weights must be 2 numbers"),
         ({"class_weights": "ab"}, "class_weights must be 2 numbers"),
         ({"class_weights": (1.0, -1.0)}, "class_weights must be at least 0"),
@@ -139,7 +151,14 @@ def test_json_schema_types():
 
 @pytest.mark.parametrize(
     ("name", "bad"),
-    [("epochs", 0), ("epochs", "3"), ("learning_rate", 0), ("precision", "float64"), ("jit_compile", "yes")],
+    [
+        ("epochs", 0),
+        ("epochs", "3"),
+        ("learning_rate", 0),
+        ("precision", "float64"),
+        ("jit_compile", "yes"),
+        ("kind", "night"),
+    ],
 )
 def test_json_schema_and_check_refuse_the_same_values(name, bad):
     with pytest.raises(jsonschema.ValidationError):

@@ -1,11 +1,28 @@
-"""Training data: which products are usable, the split by product, and the ``tf.data`` patch pipeline.
+"""Model inputs of each model kind, which products a kind trains on, the split by product, and the ``tf.data``
+patch pipeline.
+
+A model kind (``registry.KINDS``) fixes a model's inputs and its domain, the pixels it is made for:
+
+| kind | inputs (normalised, NaN set to 0) | domain |
+|---|---|---|
+| ``day`` | S1..S6 ``r - 0.5``, S7..S9 ``(T - 270) / 22`` (the reference's) | all nine channels valid |
+| ``thermal`` | S7..S9 ``(T - 270) / 22``, ``(S8 - S9) / 2``, ``(S7 - S8) / 2`` | S7..S9 valid, a reflectance not |
+
+``model_inputs(product, kind) -> (x, valid)`` builds them: training, evaluation and inference all call it, and
+``input_spec(kind)`` describes them (``params.json`` records it). The split-window difference S8-S9 (thin cirrus)
+and the 3.7-11 um difference S7-S8 (low water cloud at night) are given to the thermal model explicitly: the
+network could form them from the channels, but at (T - 270) / 22 a 1 K difference is 0.045. With them the accuracy
+on held-out generated night products rose from 0.849 to 0.931 (same data and training, tests/test_thermal.py).
+
+The day kind trains on the products of the ``day`` split; the thermal kind on every product with at least
+``MIN_THERMAL_SHARE`` of its pixels in its domain (night products, and twilight ones in either split): the loss
+counts only domain pixels.
 
 A training example is one ``patch_size`` square of a product's 1 km grid:
 
-- ``x``: (patch, patch, 9) float32, reflectances S1..S6 then brightness temperatures S7..S9,
-  normalised as the reference (``refl - 0.5``, ``(bt - 270) / 22``), NaN replaced by 0;
+- ``x``: (patch, patch, n_inputs) float32, the kind's inputs;
 - ``y``: (patch, patch, 2) float32, channel 0 the label (0 clear, 1 cloud), channel 1 the pixel's
-  weight: 0 where any input channel was NaN, else 1.
+  weight: 1 inside the kind's domain, else 0.
 
 The weight travels inside ``y`` so that the loss and metric (``model.py``) can drop those pixels
 and average over the remaining ones only.
@@ -22,15 +39,105 @@ from pathlib import Path
 import numpy as np
 
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.hdf import LABEL_SOURCES, N_CHANNELS, attributes, check_converted, open_converted, read_converted
+from cloud_tasks.hdf import (
+    BT_CHANNELS,
+    INPUT_CHANNELS,
+    LABEL_SOURCES,
+    REFLECTANCE_CHANNELS,
+    ConvertedProduct,
+    attributes,
+    check_converted,
+    open_converted,
+    read_converted,
+)
 from cloud_tasks.naming import stem_from_file
+from cloud_tasks.registry import KINDS
 
 log = logging.getLogger(__name__)
 
 BT_OFFSET, BT_SCALE = 270.0, 22.0
 REFLECTANCE_OFFSET = 0.5
+DIFFERENCE_SCALE = 2.0  # K: brightness-temperature differences span a few K
+MIN_THERMAL_SHARE = 0.05  # a product trains the thermal kind with at least this share of its pixels in its domain
 # Without a memory cache the shuffle buffer holds real patches: bound it.
 STREAM_SHUFFLE_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One input of a model: a linear combination of converted channels, then ``(value - offset) / scale``."""
+
+    name: str
+    terms: tuple[tuple[str, float], ...]  # (channel, coefficient)
+    offset: float
+    scale: float
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "terms": dict(self.terms), "offset": self.offset, "scale": self.scale}
+
+
+def _channel(channel: str) -> ModelInput:
+    offset, scale = (REFLECTANCE_OFFSET, 1.0) if channel in REFLECTANCE_CHANNELS else (BT_OFFSET, BT_SCALE)
+    return ModelInput(channel, ((channel, 1.0),), offset, scale)
+
+
+def _difference(first: str, second: str) -> ModelInput:
+    return ModelInput(f"{first}-{second}", ((first, 1.0), (second, -1.0)), 0.0, DIFFERENCE_SCALE)
+
+
+KIND_INPUTS: dict[str, tuple[ModelInput, ...]] = {
+    "day": tuple(map(_channel, INPUT_CHANNELS)),
+    "thermal": (*map(_channel, BT_CHANNELS), _difference("S8", "S9"), _difference("S7", "S8")),
+}
+KIND_DOMAINS = {
+    "day": "all nine channels valid",
+    "thermal": "S7, S8 and S9 valid and at least one reflectance not (night, twilight)",
+}
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise CloudTasksError(f"model kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return kind
+
+
+def n_inputs(kind: str) -> int:
+    """The number of input channels of a model of ``kind``."""
+    return len(KIND_INPUTS[check_kind(kind)])
+
+
+def input_spec(kind: str) -> dict:
+    """What a model of ``kind`` is fed, JSON-ready (``params.json``'s ``inputs``): input ``i`` of ``x`` is
+    ``(sum of coefficient x channel over its terms - offset) / scale``, 0 where not finite."""
+    return {
+        "kind": check_kind(kind),
+        "inputs": [item.as_dict() for item in KIND_INPUTS[kind]],
+        "domain": KIND_DOMAINS[kind],
+        "missing": "0 after normalisation",
+    }
+
+
+def model_inputs(product: ConvertedProduct, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of a ``kind`` model for a converted product, and its domain.
+
+    Returns ``x`` (rows, columns, ``n_inputs(kind)``) float32, normalised as ``input_spec(kind)`` says, NaN
+    set to 0, and ``valid`` (rows, columns) bool: the pixels the kind is made for (trained, scored, applied to).
+    The day and thermal domains do not overlap.
+    """
+    return _inputs(product.refs, product.bts, kind)
+
+
+def _inputs(refs: np.ndarray, bts: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    channels = dict(zip(INPUT_CHANNELS, np.moveaxis(np.concatenate([refs, bts], axis=-1), -1, 0), strict=True))
+    x = np.empty((*refs.shape[:2], n_inputs(kind)), np.float32)
+    for k, item in enumerate(KIND_INPUTS[kind]):
+        value = sum(coefficient * channels[name] for name, coefficient in item.terms)
+        x[..., k] = (value - item.offset) / item.scale
+    bts_valid = np.isfinite(bts).all(axis=-1)
+    refs_valid = np.isfinite(refs).all(axis=-1)
+    valid = bts_valid & refs_valid if kind == "day" else bts_valid & ~refs_valid
+    x[~np.isfinite(x)] = 0.0
+    return x, valid
 
 
 @dataclass(frozen=True)
@@ -43,15 +150,13 @@ class Product:
 
 
 def normalise(refs: np.ndarray, bts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs from reflectances (rows, columns, 6) and BTs (rows, columns, 3).
+    """The day model's inputs from reflectances (rows, columns, 6) and BTs (rows, columns, 3).
 
-    Returns ``x`` (rows, columns, 9) float32 with NaN set to 0 after normalisation, and the number
+    Returns ``x`` (rows, columns, 9) float32 (``model_inputs`` of the day kind), and the number
     of finite channels per pixel (uint8): 9 is a fully valid pixel, 0 a pixel with no data at all.
     """
-    x = np.concatenate([refs - REFLECTANCE_OFFSET, (bts - BT_OFFSET) / BT_SCALE], axis=-1).astype(np.float32)
-    finite = np.isfinite(x)
-    x[~finite] = 0.0
-    return x, finite.sum(axis=-1, dtype=np.uint8)
+    x, _ = _inputs(refs, bts, "day")
+    return x, np.isfinite(np.concatenate([refs, bts], axis=-1)).sum(axis=-1, dtype=np.uint8)
 
 
 def tile_origins(shape: tuple[int, int], patch_size: int) -> list[tuple[int, int]]:
@@ -62,11 +167,13 @@ def tile_origins(shape: tuple[int, int], patch_size: int) -> list[tuple[int, int
     return [(top + i * patch_size, left + j * patch_size) for i in range(n_rows) for j in range(n_cols)]
 
 
-def product_patches(path: str | Path, label: str, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All patches of one product: ``x`` (n, patch, patch, 9) and ``y`` (n, patch, patch, 2), float32."""
+def product_patches(
+    path: str | Path, label: str, patch_size: int, kind: str = KINDS[0]
+) -> tuple[np.ndarray, np.ndarray]:
+    """All patches of one product: ``x`` (n, patch, patch, n_inputs) and ``y`` (n, patch, patch, 2), float32."""
     product = read_converted(path, labels=(label,))
-    x, n_finite = normalise(product.refs, product.bts)
-    y = np.stack([product.labels[label] > 0, n_finite == N_CHANNELS], axis=-1).astype(np.float32)
+    x, valid = model_inputs(product, kind)
+    y = np.stack([product.labels[label] > 0, valid], axis=-1).astype(np.float32)
     corners = tile_origins(x.shape[:2], patch_size)
 
     def cut(image: np.ndarray) -> np.ndarray:
@@ -76,20 +183,28 @@ def product_patches(path: str | Path, label: str, patch_size: int) -> tuple[np.n
     return cut(x), cut(y)
 
 
-def select_products(paths: Sequence[Path], label: str, patch_size: int) -> list[Product]:
-    """The day products whose ``label`` is usable; raise CloudTasksError if none is.
+_OUTSIDE = {  # why a product is not one a kind trains on
+    "day": "night product(s): no reflectances to train on",
+    "thermal": f"product(s) with less than {MIN_THERMAL_SHARE:.0%} of their pixels in the thermal domain",
+}
 
-    Night products (no reflectances) are skipped and counted; a product whose label holds one value
-    everywhere (listed in its ``degenerate_labels`` attribute, or found so) or that is smaller than a
-    patch is excluded with a warning.
+
+def select_products(paths: Sequence[Path], label: str, patch_size: int, kind: str = KINDS[0]) -> list[Product]:
+    """The products a ``kind`` model trains on whose ``label`` is usable; raise CloudTasksError if none is.
+
+    The day kind takes the ``day`` split, the thermal kind the products with at least ``MIN_THERMAL_SHARE`` of
+    their pixels in its domain; the others are skipped and counted. A product whose label holds one value
+    everywhere (listed in its ``degenerate_labels`` attribute, or found so) or that is smaller than a patch is
+    excluded with a warning.
     """
     if label not in LABEL_SOURCES:
         raise CloudTasksError(f"unknown label source {label!r}; choose one of {', '.join(LABEL_SOURCES)}")
-    usable, n_night = [], 0
+    check_kind(kind)
+    usable, n_outside = [], 0
     for path in paths:
         attrs, shape, labels = _inspect(path, label)
-        if attrs.get("split") != "day":
-            n_night += 1
+        if not _trains(path, attrs, kind):
+            n_outside += 1
             continue
         if label in _names(attrs.get("degenerate_labels")) or labels.min() == labels.max():
             log.warning("%s: label %r holds one value everywhere: product excluded from training", path, label)
@@ -100,14 +215,23 @@ def select_products(paths: Sequence[Path], label: str, patch_size: int) -> list[
             continue
         name = stem_from_file(attrs.get("product_name", Path(path).stem), path)
         usable.append(Product(path=Path(path), name=name, n_patches=n_patches))
-    if n_night:
-        log.info("skipped %d night product(s): no reflectances to train on", n_night)
+    if n_outside:
+        log.info("skipped %d %s", n_outside, _OUTSIDE[kind])
     if not usable:
         raise CloudTasksError(
-            f"no usable training product among {len(paths)} input(s): training needs day products with a "
-            f"{label!r} label that is not one value everywhere and a grid of at least {patch_size} px each way"
+            f"no usable training product among {len(paths)} input(s): a {kind} model trains on "
+            f"{'day products' if kind == 'day' else 'products with night or twilight pixels'} with a {label!r} "
+            f"label that is not one value everywhere and a grid of at least {patch_size} px each way"
         )
     return usable
+
+
+def _trains(path: Path, attrs: dict, kind: str) -> bool:
+    """Whether a (checked) product is one a ``kind`` model trains on."""
+    if kind == "day":
+        return attrs.get("split") == "day"
+    _, valid = model_inputs(read_converted(path, labels=()), kind)
+    return valid.mean() >= MIN_THERMAL_SHARE
 
 
 def split_products(products: Sequence[Product], train_split: float, seed: int) -> tuple[list[Product], list[Product]]:
@@ -126,11 +250,13 @@ def split_products(products: Sequence[Product], train_split: float, seed: int) -
     return [products[i] for i in train], [products[i] for i in test]
 
 
-def majority_rate(products: Sequence[Product], label: str, patch_size: int, clip_offset: int) -> float:
-    """Share of the majority class among the pixels the metric scores (valid, inside the clipped border)."""
+def majority_rate(
+    products: Sequence[Product], label: str, patch_size: int, clip_offset: int, kind: str = KINDS[0]
+) -> float:
+    """Share of the majority class among the pixels the metric scores (the kind's domain, inside the clipped border)."""
     cloud = total = 0.0
     for product in products:
-        _, y = product_patches(product.path, label, patch_size)
+        _, y = product_patches(product.path, label, patch_size, kind)
         inner = y[:, clip_offset : patch_size - clip_offset, clip_offset : patch_size - clip_offset]
         cloud += float((inner[..., 0] * inner[..., 1]).sum())
         total += float(inner[..., 1].sum())
@@ -147,8 +273,9 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     cache_bytes: int | None = None,
+    kind: str = KINDS[0],
 ):
-    """A batched ``tf.data.Dataset`` of ``(x, y)`` patches of ``products``.
+    """A batched ``tf.data.Dataset`` of ``(x, y)`` patches of ``products``, inputs and weights of ``kind``.
 
     Products are read in parallel (``interleave`` over file paths, each read by ``numpy_function``),
     so that only a few products are in memory at once. If all patches fit in ``cache_bytes``
@@ -159,7 +286,8 @@ def make_dataset(
     import tensorflow as tf
 
     n_patches = sum(p.n_patches for p in products)
-    patch_bytes = patch_size * patch_size * (N_CHANNELS + 2) * 4
+    channels = n_inputs(kind)
+    patch_bytes = patch_size * patch_size * (channels + 2) * 4
     if cache_bytes is None:
         cache_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     in_memory = n_patches * patch_bytes <= cache_bytes
@@ -171,11 +299,11 @@ def make_dataset(
         )
 
     def read(path: bytes) -> tuple[np.ndarray, np.ndarray]:
-        return product_patches(path.decode(), label, patch_size)
+        return product_patches(path.decode(), label, patch_size, kind)
 
     def patches_of(path):
         x, y = tf.numpy_function(read, [path], (tf.float32, tf.float32), stateful=False)
-        x = tf.ensure_shape(x, (None, patch_size, patch_size, N_CHANNELS))
+        x = tf.ensure_shape(x, (None, patch_size, patch_size, channels))
         y = tf.ensure_shape(y, (None, patch_size, patch_size, 2))
         return tf.data.Dataset.from_tensor_slices((x, y))
 

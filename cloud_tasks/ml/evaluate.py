@@ -1,7 +1,9 @@
 """Scores of a model's masks against a label source on held-out products: what a promotion is decided on.
 
-Pixels scored: those with all nine input channels valid (the day model's domain) and a label. The
-majority-class rate (the accuracy of always answering the commoner class) is the bar to beat.
+Pixels scored: the domain of the model's kind (``data.model_inputs``: all nine channels valid for the day model;
+for the thermal model the brightness temperatures valid and a reflectance not), whose inputs come from the same
+function. The kind is the one the model's ``params.json`` records (``train.model_kind``). The majority-class rate
+(the accuracy of always answering the commoner class) is the bar to beat.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from cloud_tasks.hdf import N_CHANNELS
 
 DEFAULT_THRESHOLD = 0.5
 COUNTS = ("true_positive", "false_positive", "true_negative", "false_negative")
@@ -53,19 +53,41 @@ def scores(counts: dict[str, int]) -> dict[str, float | int | None]:
 def evaluate(
     model_path: str | Path, products: Sequence[str | Path], label: str, threshold: float = DEFAULT_THRESHOLD
 ) -> dict:
-    """Score ``model_path`` on the converted ``products`` against ``label``: totals and per-product figures."""
+    """Score ``model_path`` on the converted ``products`` against ``label`` over its kind's domain: totals and
+    per-product figures (a product with no pixel in the domain scores ``pixels`` 0)."""
     from cloud_tasks.hdf import read_converted
-    from cloud_tasks.ml.data import normalise
-    from cloud_tasks.ml.inference import load_predictor, predict_whole
+    from cloud_tasks.ml.data import model_inputs
+    from cloud_tasks.ml.inference import predict_whole
+    from cloud_tasks.ml.train import model_kind
 
-    predict = load_predictor(Path(model_path))
+    kind = model_kind(model_path)
+    predict = _predictor(Path(model_path), kind)
     total = dict.fromkeys(COUNTS, 0)
     per_product = {}
     for path in products:
         product = read_converted(path, labels=(label,))
-        x, n_valid = normalise(product.refs, product.bts)
+        x, valid = model_inputs(product, kind)
         probability = predict_whole(predict, x)
-        counts = confusion(probability, product.labels[label], n_valid == N_CHANNELS, threshold)
+        counts = confusion(probability, product.labels[label], valid, threshold)
         per_product[product.product_name] = scores(counts)
         total = {name: total[name] + counts[name] for name in COUNTS}
-    return {"label": label, "threshold": threshold, **scores(total), "counts": total, "products": per_product}
+    return {
+        "label": label,
+        "kind": kind,
+        "threshold": threshold,
+        **scores(total),
+        "counts": total,
+        "products": per_product,
+    }
+
+
+def _predictor(model_path: Path, kind: str):
+    """(n, rows, columns, inputs) -> (n, rows, columns) probabilities: inference's predictor for the day model;
+    for another kind a plain forward pass, until ``inference.load_predictor`` takes the kind's channel count."""
+    from cloud_tasks.ml.inference import load_predictor
+    from cloud_tasks.ml.train import load_trained
+
+    if kind == "day":
+        return load_predictor(model_path)
+    model = load_trained(model_path, kind, compile=False)
+    return lambda batch: np.asarray(model(batch, training=False))[..., 0]

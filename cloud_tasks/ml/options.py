@@ -14,6 +14,7 @@ from typing import Any
 
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.hdf import LABEL_SOURCES
+from cloud_tasks.registry import KINDS
 
 POOLING_MULTIPLE = 8  # three 2x2 poolings: spatial sizes given to the U-Net must be multiples of 8
 # Keras dtype policies: float32 everywhere, or layers computing in bfloat16/float16 with float32 weights.
@@ -49,6 +50,11 @@ class TrainOptions:
         "float32", "Keras dtype policy of the layers (loss and metric stay float32)", enum=list(PRECISIONS)
     )
     jit_compile: bool = _option(False, "XLA-compile the training step", flag="xla")
+    kind: str = _option(
+        KINDS[0],
+        "model kind: day (nine channels, day products) or thermal (brightness temperatures, night and twilight pixels)",
+        enum=list(KINDS),
+    )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -7,8 +7,12 @@ Outputs in OUT:
   latest kept; a killed run started again with the same OUT resumes after the latest one;
 - ``history.csv`` (one row per epoch, continued across resumes), ``history.json``,
   ``training_curves.png``, TensorBoard logs in ``logs/``;
-- ``params.json``: the parameters, the train/test products, patch counts, the majority-class rate
+- ``params.json``: the parameters (``kind`` among them), the model's inputs (``inputs``: ``data.input_spec``, what
+  inference builds with ``data.model_inputs``), the train/test products, patch counts, the majority-class rate
   of the test set and the final test accuracy.
+
+``--kind day`` (the default) trains the nine-channel model on day products; ``--kind thermal`` the
+brightness-temperature model on the night and twilight pixels of the products (``data`` says which).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file, output_dir, write_json
 from cloud_tasks.errors import CloudTasksError, InputError
+from cloud_tasks.hdf import N_CHANNELS
 from cloud_tasks.layout import ModelFiles
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.paths import expand_inputs
@@ -53,7 +58,7 @@ def train(
     """
     from cloud_tasks.ml import data
 
-    products = data.select_products(expand_inputs(inputs, ".h5"), options.label, options.patch_size)
+    products = data.select_products(expand_inputs(inputs, ".h5"), options.label, options.patch_size, options.kind)
     files = ModelFiles(output_dir(out_dir))  # made once the inputs are known good: bad ones leave no OUT behind
     with _exclusive(files):
         return _train(products, files, options, cpu_only)
@@ -98,11 +103,14 @@ def _train(products: list, files: ModelFiles, options: TrainOptions, cpu_only: b
     train_set, test_set = data.split_products(products, options.train_split, options.seed)
     summary = {
         "parameters": {**options.as_dict(), "products": names},
+        "inputs": data.input_spec(options.kind),
         "train_products": [p.name for p in train_set],
         "test_products": [p.name for p in test_set],
         "train_patches": sum(p.n_patches for p in train_set),
         "test_patches": sum(p.n_patches for p in test_set),
-        "test_majority_rate": data.majority_rate(test_set, options.label, options.patch_size, options.clip_offset),
+        "test_majority_rate": data.majority_rate(
+            test_set, options.label, options.patch_size, options.clip_offset, options.kind
+        ),
         "cloud_tasks_version": __version__,
     }
     # model.keras marks a finished run: a stale one (fewer epochs) must not outlive this start.
@@ -132,7 +140,7 @@ def _fit(files: ModelFiles, products: tuple, options: TrainOptions, resume: tupl
     import keras
 
     from cloud_tasks.ml import data
-    from cloud_tasks.ml.model import build_unet, compile_unet, configure_devices, load_model
+    from cloud_tasks.ml.model import build_unet, compile_unet, configure_devices
 
     strategy = configure_devices(cpu_only)
     keras.utils.set_random_seed(options.seed)
@@ -140,10 +148,10 @@ def _fit(files: ModelFiles, products: tuple, options: TrainOptions, resume: tupl
     with _dtype_policy(options.precision), strategy.scope():
         if checkpoint:
             log.info("resuming after epoch %d from %s", done, checkpoint)
-            model = load_model(checkpoint)
+            model = load_trained(checkpoint, options.kind)
         else:
             model = compile_unet(
-                build_unet(),
+                build_unet(input_shape=(None, None, data.n_inputs(options.kind))),
                 learning_rate=options.learning_rate,
                 clip_offset=options.clip_offset,
                 class_weights=options.class_weights,
@@ -157,6 +165,7 @@ def _fit(files: ModelFiles, products: tuple, options: TrainOptions, resume: tupl
             batch_size=options.batch_size,
             shuffle=shuffle,
             seed=options.seed,
+            kind=options.kind,
         )
         for subset, shuffle in zip(products, (True, False), strict=True)
     )
@@ -329,15 +338,63 @@ def _previous_run(files: ModelFiles) -> tuple[TrainOptions, list[str]] | None:
     """The options and products of the run that OUT already holds (None if it holds none), checked."""
     if not files.params.is_file():
         return None
+    options, products, _ = _recorded_run(files.params, hint=": delete OUT to retrain")
+    return options, products
+
+
+def _recorded_run(path: Path, hint: str = "") -> tuple[TrainOptions, list[str], dict | None]:
+    """The options, products and inputs (None before they were recorded) that a ``params.json`` holds, checked."""
     try:
-        recorded = json.loads(files.params.read_text())
+        recorded = json.loads(path.read_text())
         parameters = recorded["parameters"]
         products = parameters["products"]
         if not isinstance(products, list) or not all(isinstance(name, str) for name in products):
             raise TypeError("products is not a list of names")
-        return TrainOptions.from_mapping(parameters), products
-    except (OSError, ValueError, KeyError, TypeError, CloudTasksError) as exc:
-        raise InputError(files.params, f"not the parameters of a training run ({exc}): delete OUT to retrain") from None
+        return TrainOptions.from_mapping(parameters), products, recorded.get("inputs")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, CloudTasksError) as exc:
+        raise InputError(path, f"not the parameters of a training run ({exc}){hint}") from None
+
+
+def model_kind(model_path: str | Path) -> str:
+    """The kind of a trained model: the one its ``params.json`` records (the file beside it, in a training folder
+    or a registry version), day for a model without one or trained before kinds existed.
+
+    A ``params.json`` whose recorded inputs differ from those ``data.model_inputs`` builds for its kind today is
+    refused (InputError): the model would be fed other inputs than it learnt from.
+    """
+    from cloud_tasks.ml import data
+
+    params = ModelFiles(Path(model_path).parent).params
+    if not params.is_file():
+        return DEFAULT_OPTIONS.kind
+    options, _, inputs = _recorded_run(params)
+    if inputs is not None and inputs != data.input_spec(options.kind):
+        raise InputError(params, f"records other inputs than a {options.kind} model takes now: retrain the model")
+    return options.kind
+
+
+def load_trained(path: str | Path, kind: str, *, compile: bool = True):
+    """A saved model of ``kind``, checked to take that kind's inputs (InputError naming the file otherwise).
+
+    ``model.load_model`` expects the day kind's nine channels; a model of another kind is loaded here the same way
+    and checked against its own count, until ``model.load_model`` takes the count.
+    """
+    import keras
+
+    from cloud_tasks.ml import data
+    from cloud_tasks.ml.model import load_model
+
+    if data.n_inputs(kind) == N_CHANNELS:
+        return load_model(path, compile=compile)
+    path = Path(path)
+    try:
+        model = keras.models.load_model(path, compile=compile)
+    except Exception as exc:  # Keras raises ValueError, BadZipFile, KeyError, OSError... for a non-model
+        raise InputError(path, f"not a Keras model file: {type(exc).__name__}: {exc}") from None
+    expected = data.n_inputs(kind)
+    if model.input_shape[-1] != expected:
+        raise InputError(path, f"model takes {model.input_shape[-1]} channels, not the {expected} of a {kind} model")
+    return model
 
 
 def _check_same_run(out: Path, previous: tuple[TrainOptions, list[str]], options: TrainOptions, products) -> None:
@@ -356,7 +413,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train the U-Net cloud mask on converted HDF5 products",
-        description="Train the U-Net cloud mask on converted HDF5 day products; resumes an interrupted OUT.",
+        description="Train the U-Net cloud mask on converted HDF5 products (day products, or with --kind thermal "
+        "the night and twilight pixels); resumes an interrupted OUT.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="HDF_INPUT", help="converted .h5 files, folders, globs or .txt lists")
