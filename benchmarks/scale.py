@@ -18,6 +18,11 @@ Figures, per run: wall (queued to ended), summed task durations, idle time (no t
 component, rows added per table of the metadata DB, XCom bytes and DB bytes; growth exponents across the
 sizes (1 = linear). ``--floor`` also times the same extract/convert work without Airflow (2 processes).
 Results are printed as Markdown and written to ``--output``.
+
+On a checkout others are editing, measure a snapshot: a file changed mid-run fails tasks, whose retries
+(120 s back-off) then show up as idle time. ``git archive HEAD | tar -x -C SNAP``, then from SNAP:
+``SOURCE_COMMIT=<commit> PYTHONPATH=$PWD <venv>/bin/python -m benchmarks.scale ...`` (components and tasks
+inherit PYTHONPATH, so they import the snapshot's ``cloud_tasks`` and parse its ``dags/``).
 """
 
 from __future__ import annotations
@@ -452,7 +457,8 @@ def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> l
             )
         )
         idle.append((n, *(_mean(runs, lambda r, k=k: r["idle"][k]) for k in ("before", "between", "after"))))
-        idle[-1] += tuple(_mean(runs, lambda r, k=k: _at_once(r, k)) for k in range(5))
+        measured = all("concurrency" in r for r in runs)  # not in results of earlier versions
+        idle[-1] += tuple(_mean(runs, lambda r, k=k: _at_once(r, k)) if measured else "-" for k in range(5))
         for task, count in sorted(runs[0]["task_instances"].items()):
             mean = _mean(runs, lambda r, t=task: r["task_seconds"].get(t, 0.0) / r["task_instances"][t])
             tasks.append((n, task, count, _mean(runs, lambda r, t=task: r["task_seconds"].get(t, 0.0)), mean))
