@@ -155,8 +155,14 @@ class CloudTasksOperator(BaseOperator):
         earlier = [container_name(context, self.task_id, n) for n in range(1, ti.try_number)] if ti else []
         for old in earlier:
             _remove_container(docker, old)
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+
         try:
             return docker.execute(context)
+        except DockerContainerFailedException as exc:
+            _remove_container(docker, name)
+            _fail_on_bad_input(exc)
+            raise
         except BaseException:
             _remove_container(docker, name)
             raise
@@ -205,6 +211,18 @@ def log_level(line: str) -> tuple[int | None, str]:
     if match:
         return logging.getLevelName(match[1]), match[2]
     return logging.INFO, line
+
+
+def _fail_on_bad_input(exc) -> None:
+    """A container that ended with the CLI's bad-input status fails its task at once, with its ``error:`` line."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    status = re.search(r"'StatusCode': (\d+)", str(exc))  # the provider's message holds the wait result
+    if not status or int(status[1]) != BAD_INPUT_STATUS:
+        return
+    lines = [line.decode(errors="replace") if isinstance(line, bytes) else str(line) for line in exc.logs or []]
+    errors = [line.strip() for line in lines if line.strip().startswith(ERROR_PREFIX)]
+    raise AirflowFailException(f"{exc}: {errors[-1] if errors else 'bad input'}") from exc
 
 
 def _remove_container(docker, name: str | None) -> None:

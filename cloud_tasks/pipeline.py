@@ -40,9 +40,12 @@ def extract_chunk(zips: list[str], run: DayRun) -> list[str]:
 def convert_chunk(zips: list[str], run: DayRun, *, keep_extracted: bool = False) -> list[str]:
     """Convert a chunk's extracted products; those whose extraction failed are left to that failure.
 
-    Unless ``keep_extracted``, a product's extracted folder is removed once its HDF5 file exists.
+    Unless ``keep_extracted``, a product's extracted folder is removed once its HDF5 file exists. A product
+    left unconverted (a failed conversion, or no extracted folder) fails the chunk after the others are
+    converted: clearing the failed instances of a run then re-runs this conversion too.
     """
     from cloud_tasks.convert import convert_products, existing_output
+    from cloud_tasks.errors import BatchFailures, InputError
 
     hdf = run.data.hdf(run.day)
     stems = [ProductName.parse(z).stem for z in zips]
@@ -51,17 +54,21 @@ def convert_chunk(zips: list[str], run: DayRun, *, keep_extracted: bool = False)
         folder = run.data.extracted_product(run.day, stem)
         if existing_output(hdf, stem) is None:
             (todo if folder.is_dir() else not_extracted).append(folder)
-    if not_extracted:
-        log.warning("%d product(s) were not extracted (see the extract task): %s", len(not_extracted), not_extracted)
+    failures = [InputError(folder, "was not extracted (see its extract task)") for folder in not_extracted]
     try:
         convert_products(todo, hdf, keep_going=True)
+    except BatchFailures as exc:
+        failures = exc.failures + failures
     finally:
         done = {stem: existing_output(hdf, stem) for stem in stems}
         if not keep_extracted:
             for stem, path in done.items():
                 if path is not None:
                     shutil.rmtree(run.data.extracted_product(run.day, stem), ignore_errors=True)
-    return [str(path) for path in done.values() if path is not None]
+    converted = [str(path) for path in done.values() if path is not None]
+    if failures:
+        raise BatchFailures("convert", failures, converted, len(stems))
+    return converted
 
 
 def run_ml_step(arguments: list[str]) -> None:
@@ -129,6 +136,10 @@ def summarise_day(
         if output.parent.name == DAY_SPLIT:
             day_products.append(stem)
     masked = masks_made_by(run, day_products, model_sha256, model_version)
+    notes = list(notes or [])
+    if model_sha256 and len(masked) < len(day_products):
+        missing = len(day_products) - len(masked)
+        notes.append(f"{missing} day-time product(s) not masked by {model_version}: clear `mask` or run the day again")
     summary = {
         "date": run.day.isoformat(),
         "products": len(products),
@@ -139,7 +150,7 @@ def summarise_day(
         "model": {"version": model_version, "sha256": model_sha256} if model_sha256 else None,
         "masks": str(run.data.masks(run.day).folder),
         "sst": sst,
-        "notes": notes or [],
+        "notes": notes,
     }
     write_json(run.data.summary(run.day), summary)
     log.info(

@@ -234,7 +234,8 @@ class TrainingPlan:
             "holdout_days": self.holdout_days(),
             "train_arguments": self.train_arguments,
             "register_arguments": self.register_arguments,
-            "train_inputs": [str(self.data.root / "hdf"), str(self.data.registry.folder / "training")],
+            # what training only reads: the converted products and its file list (its OUT stays writable)
+            "train_inputs": [str(self.data.root / "hdf"), str(self.data.registry.training_list(self.key, "train"))],
         }
 
 

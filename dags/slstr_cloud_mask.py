@@ -169,7 +169,9 @@ def slstr_cloud_mask():
         return len(items)
 
     sst = sst_comparison(planned)
-    chunks >> done >> mask >> [sst, catalogue(planned)] >> summary()
+    finished = summary()
+    chunks >> done >> mask >> [sst, catalogue(planned)] >> finished
+    chunks >> finished  # after clearing failed instances, the verdict waits for their re-run
 
 
 slstr_cloud_mask()

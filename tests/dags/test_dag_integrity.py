@@ -56,7 +56,7 @@ def test_task_graph(dag):
         "plan": ["catalogue", "converted", "make_chunks", "sst_comparison"],
         "make_chunks": ["process_chunk.convert", "process_chunk.extract"],
         "process_chunk.extract": ["process_chunk.convert"],
-        "process_chunk.convert": ["converted"],
+        "process_chunk.convert": ["converted", "summary"],
         "converted": ["mask"],
         "mask": ["catalogue", "sst_comparison"],
         "catalogue": ["summary"],

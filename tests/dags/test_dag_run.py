@@ -108,9 +108,10 @@ def test_corrupt_product_fails_only_its_instance_without_retry(dag, archive, tmp
     dag_run, instances = run(dag, broken, data_root)
     assert dag_run.state == "failed", "the failure must stay visible"
     failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
-    assert [task for task, _ in failed] == ["process_chunk.extract", "summary"]
-    assert instances[failed[0]].rendered_map_index == f"2024-06-01 {zips[0].stem}"
-    assert instances[failed[0]].try_number == 1, "bad input is not retried"
+    assert [task for task, _ in failed] == ["process_chunk.convert", "process_chunk.extract", "summary"]
+    extract = instances[failed[1]]  # the chunk's conversion fails too: clearing failed instances re-runs both
+    assert extract.rendered_map_index == f"2024-06-01 {zips[0].stem}" and failed[0][1] == failed[1][1]
+    assert extract.try_number == 1, "bad input is not retried"
     for task in ("converted", "mask", "sst_comparison"):
         assert instances[(task, -1)].state == "success", task
     summary = json.loads(DataRoot(data_root).summary(DAY).read_text())
