@@ -311,3 +311,26 @@ def finish_training(context, plan: dict | None) -> dict:
     if failures or not plan:
         raise AirflowFailException(f"failed stages: {', '.join(f'{k} ({v})' for k, v in failures.items())}")
     return training_report(plan)
+
+
+def compare_or_skip(context, plan: dict) -> dict:
+    """The day's SST comparison (one asset event with the day); skipped when the day has no match-up table."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from cloud_tasks.pipeline import compare_day
+    from cloud_tasks.planning import DayRun
+
+    result = compare_day(DayRun.of(plan["day"], plan["data_root"]), plan["matchups"])
+    if result is None:
+        raise AirflowSkipException(f"no SST match-up table at {plan['matchups']}")
+    emit(context, SST, day=plan["day"])
+    return result
+
+
+def catalogue_day(context, plan: dict) -> int:
+    """STAC Items of the day's masks and of the registry's models (one asset event with the day)."""
+    from cloud_tasks import catalogue
+
+    items = catalogue.update(plan["data_root"], dt.date.fromisoformat(plan["day"]))
+    emit(context, CATALOGUE, day=plan["day"], items=len(items))
+    return len(items)

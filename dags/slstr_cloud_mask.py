@@ -139,18 +139,11 @@ def slstr_cloud_mask():
     )
 
     @task(outlets=[SST])
-    def sst_comparison(plan: dict) -> dict | None:
+    def sst_comparison(plan: dict) -> dict:
         """Compare the model mask and the Bayesian mask against SST match-ups (median, robust SD)."""
-        from airflow.sdk.exceptions import AirflowSkipException
+        from cloud_tasks.dag_parts import compare_or_skip
 
-        from cloud_tasks.pipeline import compare_day
-        from cloud_tasks.planning import DayRun
-
-        result = compare_day(DayRun.of(plan["day"], plan["data_root"]), plan["matchups"])
-        if result is None:
-            raise AirflowSkipException(f"no SST match-up table at {plan['matchups']}")
-        emit(get_current_context(), SST, day=plan["day"])
-        return result
+        return compare_or_skip(get_current_context(), plan)
 
     @task(trigger_rule="all_done", retries=0)
     def summary() -> dict:
@@ -162,11 +155,9 @@ def slstr_cloud_mask():
     @task(outlets=[CATALOGUE])
     def catalogue(plan: dict) -> int:
         """Add the day's mask products and the registry's models to the STAC catalogue (idempotent)."""
-        from cloud_tasks import catalogue
+        from cloud_tasks.dag_parts import catalogue_day
 
-        items = catalogue.update(plan["data_root"], dt.date.fromisoformat(plan["day"]))
-        emit(get_current_context(), CATALOGUE, day=plan["day"], items=len(items))
-        return len(items)
+        return catalogue_day(get_current_context(), plan)
 
     sst = sst_comparison(planned)
     finished = summary()
