@@ -79,10 +79,15 @@ def airflow_db():
 
 @pytest.fixture(scope="session")
 def untrained_model(tmp_path_factory) -> Path:
-    """A real U-Net ``.keras`` file of this package (weights untrained: enough to test inference plumbing)."""
-    import keras
+    """A real day U-Net ``.keras`` file of this package (weights untrained: enough to test inference plumbing)."""
+    from models import untrained
 
-    from cloud_tasks.ml.model import build_unet, compile_unet, save_model
+    return untrained(tmp_path_factory.mktemp("model"), "day")
 
-    keras.utils.set_random_seed(0)
-    return save_model(compile_unet(build_unet()), tmp_path_factory.mktemp("model") / "model.keras")
+
+@pytest.fixture(scope="session")
+def untrained_thermal_model(tmp_path_factory) -> Path:
+    """A real thermal U-Net ``.keras`` file (5 inputs) beside the ``params.json`` that says so, untrained."""
+    from models import untrained
+
+    return untrained(tmp_path_factory.mktemp("thermal-model"), "thermal")

@@ -22,11 +22,14 @@ from cloud_tasks.errors import CloudTasksError, InputError
 from cloud_tasks.hdf import INPUT_CHANNELS, ConvertedProduct, read_converted
 from cloud_tasks.layout import ModelFiles
 from cloud_tasks.ml import data
+from cloud_tasks.ml import inference as inference_cmd
 from cloud_tasks.ml import train as train_cmd
 from cloud_tasks.ml.evaluate import evaluate
+from cloud_tasks.ml.inference import run_inference, sha256
 from cloud_tasks.ml.model import build_unet, compile_unet, save_model
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.ml.train import load_trained, model_kind, train
+from cloud_tasks.product import cf_mask
 from cloud_tasks.registry import KINDS
 
 # Keras converting TensorFlow tensors for numpy 2 (not this package's code).
@@ -153,6 +156,68 @@ def test_thermal_training_records_its_kind_resumes_and_loads(tmp_path, caplog):
         load_trained(model, "day")
     with pytest.raises(CloudTasksError, match="different kind"):
         train(inputs, out, TINY.replace(epochs=2, kind="day"))
+
+
+# ---------------------------------------------------------------- masking with both models
+
+
+def test_each_pixel_is_masked_by_the_model_of_its_domain(untrained_model, untrained_thermal_model, tmp_path):
+    """A twilight product (top half without reflectances, a few lost channels) and a night product: the flag says
+    the day model exactly where all nine channels are valid, the thermal model where only the BTs are."""
+    hdf = tmp_path / "hdf"
+    twilight, night = _twilight_with_losses(hdf, 0), write_product(hdf, 1, split="night")
+    masks = run_inference(untrained_model, [hdf], tmp_path / "masks", thermal_model=untrained_thermal_model)
+    assert [m.stem for m in masks] == [twilight.stem, night.stem]
+    for path, mask_path in zip((twilight, night), masks, strict=True):
+        product, mask = read_converted(path, labels=()), cf_mask.read_mask(mask_path)
+        refs_valid, bts_valid = np.isfinite(product.refs).all(-1), np.isfinite(product.bts).all(-1)
+        expected = np.where(bts_valid, np.where(refs_valid, 0, 1), cf_mask.NO_DATA)
+        np.testing.assert_array_equal(mask.model_used, expected)
+        np.testing.assert_array_equal(mask.valid, bts_valid)
+        assert [(m.kind, m.sha256) for m in mask.models] == [
+            ("day", sha256(untrained_model)),
+            ("thermal", sha256(untrained_thermal_model)),
+        ]
+    assert (np.asarray(cf_mask.read_mask(masks[0]).model_used) == 0).any(), "the twilight product's day half"
+
+
+def test_without_a_thermal_model_night_is_skipped_and_dark_pixels_are_no_data(untrained_model, tmp_path):
+    hdf = tmp_path / "hdf"
+    twilight, _ = _twilight_with_losses(hdf, 0), write_product(hdf, 1, split="night")
+    [mask_path] = run_inference(untrained_model, [hdf], tmp_path / "masks")
+    product, mask = read_converted(twilight, labels=()), cf_mask.read_mask(mask_path)
+    all_valid = np.isfinite(product.refs).all(-1) & np.isfinite(product.bts).all(-1)
+    np.testing.assert_array_equal(mask.valid, all_valid)
+    assert [m.kind for m in mask.models] == ["day"] and not mask.valid[:64].any()
+
+
+def test_a_model_of_the_wrong_kind_is_refused_by_name(untrained_model, untrained_thermal_model, tmp_path):
+    hdf = tmp_path / "hdf"
+    write_product(hdf, 0)
+    with pytest.raises(InputError, match="a thermal model given as the day model: give it as --thermal-model"):
+        run_inference(untrained_thermal_model, [hdf], tmp_path / "masks")
+    with pytest.raises(InputError, match="a day model given as the thermal model"):
+        run_inference(untrained_model, [hdf], tmp_path / "masks", thermal_model=untrained_model)
+    assert not (tmp_path / "masks").exists(), "a refused model leaves no OUT behind"
+
+
+def test_inference_command_takes_a_thermal_model():
+    parser = argparse.ArgumentParser()
+    inference_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["inference", "day.keras", "hdf", "out", "--thermal-model", "thermal.keras"])
+    assert (args.model, args.thermal_model) == ("day.keras", "thermal.keras")
+    assert parser.parse_args(["inference", "day.keras", "hdf", "out"]).thermal_model is None
+
+
+def _twilight_with_losses(out: Path, index: int) -> Path:
+    """A twilight product (``_twilight``) with a lost reflectance, a lost BT and a pixel lost entirely."""
+    path = _twilight(out, index)
+    with h5py.File(path, "r+") as f:
+        f["refs"][100, 5, 2] = np.nan  # day half: this pixel is the thermal model's
+        f["bts"][101, 6, 1] = np.nan  # neither model's
+        f["refs"][102, 7], f["bts"][102, 7] = np.nan, np.nan
+        f["bts"][10, 3, 0] = np.nan  # night half: neither model's
+    return path
 
 
 # ---------------------------------------------------------------- accuracy on generated products

@@ -57,11 +57,11 @@ def evaluate(
     per-product figures (a product with no pixel in the domain scores ``pixels`` 0)."""
     from cloud_tasks.hdf import read_converted
     from cloud_tasks.ml.data import model_inputs
-    from cloud_tasks.ml.inference import predict_whole
+    from cloud_tasks.ml.inference import load_predictor, predict_whole
     from cloud_tasks.ml.train import model_kind
 
     kind = model_kind(model_path)
-    predict = _predictor(Path(model_path), kind)
+    predict = load_predictor(Path(model_path), kind)
     total = dict.fromkeys(COUNTS, 0)
     per_product = {}
     for path in products:
@@ -79,15 +79,3 @@ def evaluate(
         "counts": total,
         "products": per_product,
     }
-
-
-def _predictor(model_path: Path, kind: str):
-    """(n, rows, columns, inputs) -> (n, rows, columns) probabilities: inference's predictor for the day model;
-    for another kind a plain forward pass, until ``inference.load_predictor`` takes the kind's channel count."""
-    from cloud_tasks.ml.inference import load_predictor
-    from cloud_tasks.ml.train import load_trained
-
-    if kind == "day":
-        return load_predictor(model_path)
-    model = load_trained(model_path, kind, compile=False)
-    return lambda batch: np.asarray(model(batch, training=False))[..., 0]

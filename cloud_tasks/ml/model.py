@@ -198,8 +198,9 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     return Path(path)
 
 
-def load_model(path: str | Path, *, compile: bool = True) -> keras.Model:
-    """Load a ``.keras`` model of this package; raise InputError naming the file if it is not one."""
+def load_model(path: str | Path, *, compile: bool = True, n_channels: int = N_CHANNELS) -> keras.Model:
+    """Load a ``.keras`` model of this package taking ``n_channels`` inputs; raise InputError naming the file if
+    it is not one."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such model file")
@@ -207,8 +208,8 @@ def load_model(path: str | Path, *, compile: bool = True) -> keras.Model:
         model = keras.models.load_model(path, compile=compile)
     except Exception as exc:  # Keras raises ValueError, BadZipFile, KeyError, OSError... for a non-model
         raise InputError(path, f"not a Keras model file: {type(exc).__name__}: {exc}") from None
-    if model.input_shape[-1] != N_CHANNELS:
-        raise InputError(path, f"model takes {model.input_shape[-1]} channels, not {N_CHANNELS}")
+    if model.input_shape[-1] != n_channels:
+        raise InputError(path, f"model takes {model.input_shape[-1]} channels, not {n_channels}")
     return model
 
 

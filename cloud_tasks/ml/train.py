@@ -31,7 +31,6 @@ from pathlib import Path
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file, output_dir, write_json
 from cloud_tasks.errors import CloudTasksError, InputError
-from cloud_tasks.hdf import N_CHANNELS
 from cloud_tasks.layout import ModelFiles
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.paths import expand_inputs
@@ -374,27 +373,11 @@ def model_kind(model_path: str | Path) -> str:
 
 
 def load_trained(path: str | Path, kind: str, *, compile: bool = True):
-    """A saved model of ``kind``, checked to take that kind's inputs (InputError naming the file otherwise).
-
-    ``model.load_model`` expects the day kind's nine channels; a model of another kind is loaded here the same way
-    and checked against its own count, until ``model.load_model`` takes the count.
-    """
-    import keras
-
+    """A saved model of ``kind``, checked to take that kind's inputs (InputError naming the file otherwise)."""
     from cloud_tasks.ml import data
     from cloud_tasks.ml.model import load_model
 
-    if data.n_inputs(kind) == N_CHANNELS:
-        return load_model(path, compile=compile)
-    path = Path(path)
-    try:
-        model = keras.models.load_model(path, compile=compile)
-    except Exception as exc:  # Keras raises ValueError, BadZipFile, KeyError, OSError... for a non-model
-        raise InputError(path, f"not a Keras model file: {type(exc).__name__}: {exc}") from None
-    expected = data.n_inputs(kind)
-    if model.input_shape[-1] != expected:
-        raise InputError(path, f"model takes {model.input_shape[-1]} channels, not the {expected} of a {kind} model")
-    return model
+    return load_model(path, compile=compile, n_channels=data.n_inputs(kind))
 
 
 def _check_same_run(out: Path, previous: tuple[TrainOptions, list[str]], options: TrainOptions, products) -> None:
