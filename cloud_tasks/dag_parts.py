@@ -227,15 +227,19 @@ def plan_or_fail(context, wait: dt.timedelta):
 
 
 def mask_step(plan: dict) -> dict:
-    """The mask step's settings once conversion is done: no arguments (skipped, with the reason) when the day
-    has no day-time product or there is no model."""
-    from cloud_tasks.layout import HDF_SUFFIX, DataRoot
+    """The mask step's settings once conversion is done: no arguments (skipped, with the reason) when there is
+    no day model, or no product its models mask (night products need the thermal model)."""
+    from cloud_tasks.layout import DAY_SPLIT, HDF_SUFFIX, SPLITS, DataRoot
 
-    day_folder = DataRoot(plan["data_root"]).hdf_split(dt.date.fromisoformat(plan["day"]))
-    day_products = len(list(day_folder.glob(f"*{HDF_SUFFIX}")))
-    reason = plan["skip_reason"] or ("" if day_products else f"{plan['day']}: no day-time product to mask")
+    hdf = DataRoot(plan["data_root"]).hdf(dt.date.fromisoformat(plan["day"]))
+    counts = {split: len(list((hdf / split).glob(f"*{HDF_SUFFIX}"))) for split in SPLITS}
+    thermal = any(model["kind"] == "thermal" for model in plan["models"])
+    maskable = sum(counts.values()) if thermal else counts[DAY_SPLIT]
+    what = "product" if thermal else "day-time product (no thermal model for night ones)"
+    reason = plan["skip_reason"] or ("" if maskable else f"{plan['day']}: no {what} to mask")
     return {
-        "day_products": day_products,
+        "day_products": counts[DAY_SPLIT],
+        "maskable_products": maskable,
         "data_root": plan["data_root"],
         "arguments": [] if reason else plan["inference_arguments"],
         "read_only_mounts": [] if reason else plan["inference_inputs"],
@@ -259,11 +263,10 @@ def finish_day(context) -> dict:
     summary = summarise_day(
         plan["products"],
         DayRun.of(plan["day"], plan["data_root"]),
-        model_version=plan["model_version"],
-        model_sha256=plan["model_sha256"],
+        models=plan["models"],
         sst=sst,
         failed_stages=failures,
-        notes=[plan["skip_reason"]] if plan["skip_reason"] else [],
+        notes=plan["notes"],
     )
     problems = []
     if summary["failed"]:

@@ -89,20 +89,21 @@ def compare_day(run: DayRun, matchups: str | Path) -> dict | None:
     return compare(matchups, run.data.masks(run.day).folder, run.data.sst(run.day).folder)
 
 
-def masks_made_by(run: DayRun, stems: list[str], model_sha256: str | None, model_version: str | None) -> list[str]:
-    """The products whose mask on disk was made by the run's model (its SHA-256 and registry version): the
-    run's own masks, or those it confirmed."""
+def masks_made_by(run: DayRun, stems: list[str], models: list[dict]) -> list[str]:
+    """The products whose mask on disk was made by the run's models (``{"kind", "version", "sha256"}`` each, as
+    the plan lists them): the run's own masks, or those it confirmed."""
     from cloud_tasks.errors import InputError
     from cloud_tasks.product.cf_mask import Model, read_models
 
+    expected = tuple(Model(model["version"], model["sha256"], model["kind"]) for model in models)
     made = []
-    for stem in stems if model_sha256 else []:
+    for stem in stems if expected else []:
         path = run.data.masks(run.day).mask(stem)
         try:
-            models = read_models(path) if path.is_file() else ()
+            recorded = read_models(path) if path.is_file() else ()
         except InputError:
             continue  # an unreadable mask: not made by this run
-        if Model(model_version, model_sha256) in models:
+        if recorded == expected:
             made.append(stem)
     return made
 
@@ -111,21 +112,24 @@ def summarise_day(
     products: list[str],
     run: DayRun,
     *,
-    model_version: str | None = None,
-    model_sha256: str | None = None,
+    models: list[dict] | None = None,
     sst: dict | None = None,
     failed_stages: dict[str, str] | None = None,
     notes: list[str] | None = None,
 ) -> dict:
     """What the run's products became (from the files on disk) and what failed; written as the day's summary.
 
-    ``masked`` counts only masks made by the run's model (``model_sha256``): never one left by an earlier run
-    with another model. ``sst`` is the comparison this run made, if it made one.
+    ``models`` are the run's (``{"kind", "version", "sha256"}``, day model first; none when masking was skipped):
+    ``masked`` counts only masks made by exactly these, never one left by an earlier run with other models. Every
+    converted product is expected masked, night ones only with a thermal model. ``sst`` is the comparison this
+    run made, if it made one.
     """
     from cloud_tasks.convert import existing_output
 
+    models = models or []
+    thermal = any(model["kind"] == "thermal" for model in models)
     hdf = run.data.hdf(run.day)
-    converted, failed, day_products = dict.fromkeys(SPLITS, 0), [], []
+    converted, failed, maskable = dict.fromkeys(SPLITS, 0), [], []
     for product in products:
         stem = ProductName.parse(product).stem
         output = existing_output(hdf, stem)
@@ -133,13 +137,14 @@ def summarise_day(
             failed.append(stem)
             continue
         converted[output.parent.name] += 1
-        if output.parent.name == DAY_SPLIT:
-            day_products.append(stem)
-    masked = masks_made_by(run, day_products, model_sha256, model_version)
+        if thermal or output.parent.name == DAY_SPLIT:
+            maskable.append(stem)
+    masked = masks_made_by(run, maskable, models)
+    names = " + ".join(model["version"] for model in models)
     notes = list(notes or [])
-    if model_sha256 and len(masked) < len(day_products):
-        missing = len(day_products) - len(masked)
-        notes.append(f"{missing} day-time product(s) not masked by {model_version}: clear `mask` or run the day again")
+    if models and len(masked) < len(maskable):
+        missing = len(maskable) - len(masked)
+        notes.append(f"{missing} product(s) not masked by {names}: clear `mask` or run the day again")
     summary = {
         "date": run.day.isoformat(),
         "products": len(products),
@@ -147,19 +152,20 @@ def summarise_day(
         "masked": len(masked),
         "failed": failed,
         "failed_stages": failed_stages or {},
-        "model": {"version": model_version, "sha256": model_sha256} if model_sha256 else None,
+        "model": next(({"version": m["version"], "sha256": m["sha256"]} for m in models if m["kind"] == "day"), None),
+        "models": models,
         "masks": str(run.data.masks(run.day).folder),
         "sst": sst,
         "notes": notes,
     }
     write_json(run.data.summary(run.day), summary)
     log.info(
-        "%s: %d products, converted %s, masked %d with model %s, failed %d, failed stages %s",
+        "%s: %d products, converted %s, masked %d with %s, failed %d, failed stages %s",
         run.day,
         len(products),
         converted,
         len(masked),
-        model_version,
+        names or "no model",
         len(failed),
         failed_stages or "none",
     )
@@ -228,9 +234,7 @@ def run_sample_pipeline(
     plan = plan_day(params | {"date": day.isoformat()})
     run_ml_step(plan.inference_arguments)
     sst = compare_day(plan.run, plan.matchups)
-    return summarise_day(
-        list(plan.products), plan.run, model_version=plan.model_version, model_sha256=plan.model_sha256, sst=sst
-    )
+    return summarise_day(list(plan.products), plan.run, models=plan.model_records, sst=sst, notes=plan.notes)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

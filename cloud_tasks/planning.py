@@ -18,7 +18,7 @@ from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DAY_SPLIT, DataRoot, ModelFiles, matchups_path
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.naming import MISSIONS, ProductName
-from cloud_tasks.registry import PRODUCTION, ModelRegistry
+from cloud_tasks.registry import KINDS, NO_MODEL, PRODUCTION, ModelRegistry, Version
 
 DEFAULT_CHUNK_SIZE = 8  # products per mapped convert instance (at least)
 MAX_MAPPED_INSTANCES = 256  # well below [core] max_map_length (1024): the scheduler stays responsive
@@ -68,39 +68,66 @@ def chunk_label(chunk: dict) -> str:
     return f"{chunk['day']} {first}{more}"
 
 
-def inference_command(run: DayRun, model: Path, *, geotiff: bool = False) -> list[str]:
-    """The ``python -m cloud_tasks`` arguments masking a day's products with ``model``; the same in the
-    GPU image and locally (paths are the data root's own: the image sees it at the same path)."""
-    hdf, masks = run.data.hdf_split(run.day, DAY_SPLIT), run.data.masks(run.day).folder
-    return ["inference", str(model), str(hdf), str(masks), *(["--geotiff"] if geotiff else [])]
+def inference_command(run: DayRun, model: Path, *, thermal_model: Path | None = None, geotiff=False) -> list[str]:
+    """The ``python -m cloud_tasks`` arguments masking a day's products with ``model`` (day products) and
+    ``thermal_model`` (every product then); the same in the GPU image and locally (paths are the data root's own:
+    the image sees it at the same path)."""
+    hdf = run.data.hdf(run.day) if thermal_model else run.data.hdf_split(run.day, DAY_SPLIT)
+    arguments = ["inference", str(model), str(hdf), str(run.data.masks(run.day).folder)]
+    arguments += ["--thermal-model", str(thermal_model)] if thermal_model else []
+    return arguments + (["--geotiff"] if geotiff else [])
 
 
 @dataclass(frozen=True)
 class DayPlan:
-    """A masking run: its day, products, match-up table and the registered model that masks them."""
+    """A masking run: its day, products, match-up table and the registered models that mask them."""
 
     run: DayRun
     products: tuple[str, ...]
     matchups: Path
-    model_version: str | None  # None: no production model yet, masking is skipped
-    model_sha256: str | None
-    model: Path | None
+    model: Version | None  # the day model; None: no production model yet, masking is skipped
+    thermal_model: Version | None = None  # None: night products and pixels without reflectances are not masked
     geotiff: bool = False  # also a Cloud-Optimized GeoTIFF of each mask
+
+    @property
+    def models(self) -> list[Version]:
+        """The models that mask, in the order the masks record them (day, thermal)."""
+        return [version for version in (self.model, self.thermal_model) if version is not None] if self.model else []
+
+    @property
+    def model_records(self) -> list[dict]:
+        """The models as the summary and the mask step see them: ``{"kind", "version", "sha256"}`` each."""
+        return [{"kind": v.kind, "version": v.name, "sha256": v.sha256} for v in self.models]
 
     @property
     def skip_reason(self) -> str:
         if self.model is not None:
             return ""
-        return f"no model has been promoted to production yet in {self.run.data.registry.folder}: masks skipped"
+        return f"no day model has been promoted to production yet in {self.run.data.registry.folder}: masks skipped"
+
+    @property
+    def notes(self) -> list[str]:
+        """What the summary should say about the masking planned: skipped, or night products left unmasked."""
+        if self.skip_reason:
+            return [self.skip_reason]
+        if self.thermal_model is None:
+            return [f"no thermal model in production in {self.run.data.registry.folder}: night products not masked"]
+        return []
 
     @property
     def inference_arguments(self) -> list[str]:
-        return inference_command(self.run, self.model, geotiff=self.geotiff) if self.model else []
+        if not self.model:
+            return []
+        thermal = self.thermal_model.files.model if self.thermal_model else None
+        return inference_command(self.run, self.model.files.model, thermal_model=thermal, geotiff=self.geotiff)
 
     @property
     def inference_inputs(self) -> list[str]:
-        """What masking only reads, mounted read-only in its container."""
-        return [str(self.run.data.hdf_split(self.run.day, DAY_SPLIT)), str(self.model)] if self.model else []
+        """What masking only reads, mounted read-only in its container: the converted products and the models."""
+        if not self.model:
+            return []
+        hdf = self.run.data.hdf(self.run.day) if self.thermal_model else self.run.data.hdf_split(self.run.day)
+        return [str(hdf), *(str(version.files.model) for version in self.models)]
 
     def as_xcom(self) -> dict:
         """The plan as the DAG's tasks receive it (JSON values, one key per downstream need)."""
@@ -109,11 +136,12 @@ class DayPlan:
             "data_root": str(self.run.data.root),
             "products": list(self.products),
             "matchups": str(self.matchups),
-            "model_version": self.model_version,
-            "model_sha256": self.model_sha256,
+            "model_version": self.model.name if self.model else None,
+            "models": self.model_records,
             "inference_arguments": self.inference_arguments,
             "inference_inputs": self.inference_inputs,
             "skip_reason": self.skip_reason,
+            "notes": self.notes,
         }
 
 
@@ -162,27 +190,30 @@ def plan_day(params: dict, *, run_type=None, logical_date=None, data_interval=No
         deployment.check_params(params)
     start, end = run_day(params, run_type, logical_date, data_interval)
     data = DataRoot(params["data_root"])
-    version = _model_version(data, params.get("model") or PRODUCTION)
+    day_kind, thermal_kind = KINDS
     return DayPlan(
         run=DayRun(start, data),
         products=tuple(str(z) for z in find_products(params, start, end)),
         matchups=Path(params.get("matchups") or matchups_path(params["archive_root"], start)),
-        model_version=version.name if version else None,
-        model_sha256=version.sha256 if version else None,
-        model=version.files.model if version else None,
+        model=_model_version(data, params.get("model") or PRODUCTION, day_kind),
+        thermal_model=_model_version(data, params.get("thermal_model") or PRODUCTION, thermal_kind),
         geotiff=bool(params.get("geotiff")),
     )
 
 
-def _model_version(data: DataRoot, name: str):
-    """The registered version ``name`` names; None for ``production`` when nothing was promoted yet."""
+def _model_version(data: DataRoot, name: str, kind: str) -> Version | None:
+    """The registered version of ``kind`` that ``name`` names; None for ``production`` when none of the kind was
+    promoted yet, and for ``none``."""
     registry = ModelRegistry(data.root)
-    if name == PRODUCTION and registry.production_name() is None:
+    if name == NO_MODEL or (name == PRODUCTION and registry.production_name(kind) is None):
         return None
     try:
-        return registry.version(name)
+        version = registry.version(name, kind)
     except CloudTasksError as exc:
-        raise PlanError(f"model {name!r}: {exc}") from None
+        raise PlanError(f"{kind} model {name!r}: {exc}") from None
+    if version.kind != kind:
+        raise PlanError(f"{kind} model {name!r}: {version.name} is a {version.kind} model")
+    return version
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ KINDS = ("day", "thermal")  # model kinds: 9 channels by day; brightness tempera
 UNREGISTERED = "unregistered"  # the version recorded for a model outside the registry
 VERSION_RE = re.compile(r"^v([1-9][0-9]{0,5})$")
 MODEL_NAME_PATTERN = r"^(production|v[1-9][0-9]{0,5})$"  # what a run's `model` Param may name
+NO_MODEL = "none"  # a run's `thermal_model` Param: mask by day only
+OPTIONAL_MODEL_NAME_PATTERN = r"^(production|none|v[1-9][0-9]{0,5})$"  # what a run's `thermal_model` may name
 COPIED = ("model", "params", "history_csv", "history_json", "curves")  # ModelFiles entries a version keeps
 
 

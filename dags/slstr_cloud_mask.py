@@ -2,12 +2,12 @@
 ### SLSTR cloud masks, daily
 
 Masks each day of Sentinel-3 SLSTR L1 RBT products from a CEDA-like archive with the **production
-model** of the model registry (trained and registered by `slstr_train_model`, promoted by a person),
+models** of the model registry (day and thermal) (trained and registered by `slstr_train_model`, promoted by a person),
 and checks the masks against SST buoy match-ups.
 
 **Stages:** `plan` (waits for the day's products; decides the model) -> per chunk of products (mapped,
 labelled with the day and product): `extract` -> `convert` (NetCDF -> HDF5) -> `converted` -> `mask`
-(inference with the model) -> `sst_comparison` -> `summary`.
+(inference with the models) -> [`sst_comparison`, `catalogue`] -> `summary`.
 
 **Which day:** a scheduled or backfill run processes its own data interval (one UTC day); a `date` in
 its conf naming another day is refused. A manual run takes the `date` param (or the `file_list`), else
@@ -16,9 +16,12 @@ the day of its logical date. Each mapped instance's label starts with the day.
 **Late data:** `plan` waits for the day's first products (rescheduling itself: no worker slot held) up
 to `CLOUD_TASKS_PRODUCT_WAIT_HOURS` (deployment setting), then ends the run with one message.
 
-**Which model:** the `model` param: `production` (default) or a version (`v3`). Masks record the
-version and its SHA-256; a mask made by another version is made again, one made by the same kept. With
-no production model yet, `mask` is skipped with that message and the summary says so.
+**Which models:** the `model` param names the day model (nine channels), `thermal_model` the thermal one
+(brightness temperatures: night products and twilight pixels without reflectances): `production` (default)
+or a version (`v3`); `thermal_model` may be `none`. Each pixel is masked by the model of its domain, and
+the masks record which (`model_used`) and both versions with their SHA-256; a mask made by other versions
+is made again, one made by the same kept. With no day model in production yet, `mask` is skipped; with no
+thermal model, night products are not masked; the summary says so.
 
 **Failure policy:** a bad product fails its own `extract`/`convert` instance at once (no retry: a
 retry cannot fix a corrupt file); transient faults are retried with a bounded back-off. The other
@@ -52,7 +55,7 @@ from cloud_tasks.dag_parts import (
     process_chunk,
 )
 from cloud_tasks.operators import CloudTasksOperator
-from cloud_tasks.registry import MODEL_NAME_PATTERN, PRODUCTION
+from cloud_tasks.registry import MODEL_NAME_PATTERN, OPTIONAL_MODEL_NAME_PATTERN, PRODUCTION
 
 PRODUCT_WAIT = dt.timedelta(hours=float(os.environ.get("CLOUD_TASKS_PRODUCT_WAIT_HOURS", "12")))
 POKE_INTERVAL = dt.timedelta(minutes=float(os.environ.get("CLOUD_TASKS_PRODUCT_POKE_MINUTES", "10")))
@@ -71,7 +74,15 @@ PARAMS = {
         type="string",
         pattern=MODEL_NAME_PATTERN,
         section=SCIENCE,
-        description="The registered model that masks: 'production' or a version (v1, v2, ...).",
+        description="The registered day model (nine channels): 'production' or a version (v1, v2, ...).",
+    ),
+    "thermal_model": Param(
+        PRODUCTION,
+        type="string",
+        pattern=OPTIONAL_MODEL_NAME_PATTERN,
+        section=SCIENCE,
+        description="The registered thermal model (night, twilight pixels without reflectances): 'production' "
+        "(none promoted: night not masked), a version, or 'none'.",
     ),
     "geotiff": Param(
         False,
@@ -110,7 +121,7 @@ PARAMS = {
 def slstr_cloud_mask():
     @task.sensor(poke_interval=POKE_INTERVAL, timeout=PRODUCT_WAIT * 2, mode="reschedule")
     def plan() -> PokeReturnValue:
-        """Plan the run (its day, products and model); wait, rescheduling, until the day has products."""
+        """Plan the run (its day, products and models); wait, rescheduling, until the day has products."""
         from cloud_tasks.dag_parts import plan_or_fail
 
         return plan_or_fail(get_current_context(), PRODUCT_WAIT)
@@ -134,7 +145,7 @@ def slstr_cloud_mask():
         skip_reason=done["skip_reason"],
         event=done["event"],
         outlets=[MASKS],
-        doc_md="Mask every day-time product with the plan's registered model (a cloud mask and a quicklook each).",
+        doc_md="Mask the day's products with the plan's registered models (a cloud mask and a quicklook each).",
         **ml_step_settings(done["data_root"]),
     )
 

@@ -230,8 +230,9 @@ def _mask_facts(path: str, mtime_ns: int, size: int) -> dict:
 
 def models_of(summary: dict, products: list[dict]) -> list[str]:
     """The model versions that made the day's masks: the run's (its summary), then those of the products shown."""
-    recorded = (summary.get("model") or {}).get("version")
-    names = [recorded] if isinstance(recorded, str) else []
+    recorded = [model.get("version") for model in summary.get("models") or [] if isinstance(model, dict)]
+    recorded = recorded or [(summary.get("model") or {}).get("version")]  # a summary from before thermal models
+    names = [name for name in recorded if isinstance(name, str)]
     for product in products:
         names += [model["version"] for model in product["models"] if model["version"] not in names]
     return names

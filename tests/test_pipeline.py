@@ -63,9 +63,39 @@ def test_a_manual_run_takes_its_date_or_the_day_of_its_logical_date(sample_archi
 def test_without_a_production_model_masking_is_skipped_with_a_reason(sample_archive, tmp_path):
     plan = plan_day(params(sample_archive, tmp_path, date="2024-06-01"))
     assert plan.model is None and plan.inference_arguments == []
-    assert "no model has been promoted to production" in plan.as_xcom()["skip_reason"]
-    with pytest.raises(PlanError, match="model 'v3'"):
+    assert "no day model has been promoted to production" in plan.as_xcom()["skip_reason"]
+    with pytest.raises(PlanError, match="day model 'v3'"):
         plan_day(params(sample_archive, tmp_path, date="2024-06-01", model="v3"))
+
+
+def test_each_kind_masks_with_its_own_production_model(sample_archive, tmp_path, untrained_model):
+    from models import install_model
+
+    root = tmp_path / "data"
+    day = install_model(root, untrained_model, key="day")
+    asked = params(sample_archive, tmp_path, date="2024-06-01")
+    plan = plan_day(asked)
+    assert plan.model == day and plan.thermal_model is None and plan.notes == [
+        f"no thermal model in production in {DataRoot(root).registry.folder}: night products not masked"
+    ]
+    parsed = build_parser().parse_args(plan.inference_arguments)
+    assert (parsed.model, parsed.thermal_model) == (str(day.files.model), None)
+    assert parsed.inputs == [str(DataRoot(root).hdf_split(SAMPLE_DATE, "day"))], "without a thermal model: day only"
+
+    thermal = install_model(root, untrained_model, key="thermal", kind="thermal")
+    plan = plan_day(asked)
+    assert (plan.model, plan.thermal_model, plan.notes) == (day, thermal, [])
+    parsed = build_parser().parse_args(plan.inference_arguments)
+    assert (parsed.model, parsed.thermal_model) == (str(day.files.model), str(thermal.files.model))
+    assert parsed.inputs == [str(DataRoot(root).hdf(SAMPLE_DATE))], "both splits"
+    assert plan.inference_inputs == [parsed.inputs[0], parsed.model, parsed.thermal_model]
+    assert [m["kind"] for m in plan.as_xcom()["models"]] == ["day", "thermal"]
+
+    assert plan_day(asked | {"thermal_model": "none"}).thermal_model is None
+    with pytest.raises(PlanError, match="thermal model 'v1': v1 is a day model"):
+        plan_day(asked | {"thermal_model": "v1"})
+    with pytest.raises(PlanError, match="day model 'v2': v2 is a thermal model"):
+        plan_day(asked | {"model": "v2"})
 
 
 def test_a_training_plan_is_keyed_by_its_products_and_options(sample_archive, tmp_path):
@@ -99,7 +129,7 @@ def test_pipeline_command_trains_promotes_and_masks(tmp_path, capsys):
     assert json.loads(printed[printed.index("{") :]) == summary
     assert summary["products"] == 4 and summary["failed"] == [] and summary["failed_stages"] == {}
     assert summary["model"]["version"] == "v1"
-    assert summary["masked"] == summary["converted"]["day"] > 0
+    assert summary["masked"] == sum(summary["converted"].values()) > summary["converted"]["day"] > 0
     assert summary["sst"]["model"]["clear"] > 0
     metrics = json.loads(data.registry.version("v1").metrics.read_text())
     assert metrics["candidate"]["pixels"] > 0 and 0 <= metrics["candidate"]["accuracy"] <= 1

@@ -213,10 +213,8 @@ def write_day(
         matchup_table.parent.mkdir(parents=True, exist_ok=True)
         pd.concat(tables).to_csv(matchup_table, index=False)
         sst_report = compare(matchup_table, data.masks(day).folder, data.sst(day).folder)
-    version = used[0]
-    return summarise_day(
-        names, DayRun(day, data), model_version=version.version, model_sha256=version.sha256, sst=sst_report
-    )
+    models = [{"kind": model.kind, "version": model.version, "sha256": model.sha256} for model in used]
+    return summarise_day(names, DayRun(day, data), models=models, sst=sst_report)
 
 
 def write_summaries(root: Path, first: dt.date, days: int, template_day: dt.date | None = None) -> None:
