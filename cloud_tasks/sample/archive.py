@@ -97,8 +97,7 @@ def make_sample_archive(
                 time.perf_counter() - began,
             )
         zips.append(zip_path)
-        if spec.kind == "day":
-            tables.append(matchups_for_scene(scene))
-    table = pd.concat(tables, ignore_index=True)  # never empty: product 0 is a day product
+        tables.append(matchups_for_scene(scene))
+    table = pd.concat(tables, ignore_index=True)
     write_matchups(matchups_path(out, date), table)
     return sorted(zips)

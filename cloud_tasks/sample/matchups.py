@@ -1,6 +1,7 @@
 """SST match-ups of the generated day products: the table ``sst-comp`` reads (``layout.matchups_path``).
 
-A pandas HDF table (key ``matchups``), one row per buoy match-up, day products only:
+A pandas HDF table (key ``matchups``), one row per buoy match-up: day products' on their sunlit pixels, night and
+twilight products' anywhere (night retrievals use the night algorithms N2, N3R, N3):
 
 | column | meaning |
 |---|---|
@@ -39,16 +40,23 @@ MATCHUP_COLUMNS = (
 )
 
 
+# sst_algorithm_type by night: D2 -> N3, D3 -> N3R; the night ones (1 N2, 2 N3R, 3 N3) stay
+NIGHT_ALGORITHM = np.array([0, 1, 2, 3, 3, 2])
+
+
 def cems_path(name: ProductName, root: str = "/neodc") -> str:
     """The product's path as the match-up files name it (CEDA's ``/neodc`` tree, ``.SEN3``)."""
     return str(name.archive_path(root).with_name(name.sen3))
 
 
 def _pixels(scene: Scene, rng: np.random.Generator) -> np.ndarray:
-    """Flat 1 km indices of the match-ups: 30-100 per small grid, on lit sea, 30-60 % of them cloudy."""
+    """Flat 1 km indices of the match-ups: 30-100 per small grid, on sea (lit sea for a day product), 30-60 % of
+    them cloudy."""
     g = scene.spec.grid
     n = round(rng.integers(30, 101) * g.rows * g.columns / (GRIDS["small"].rows * GRIDS["small"].columns))
-    usable = ~scene.land & ~np.isnan(scene.bt).any(axis=0) & (scene.sza < DAY_MAX_SZA)
+    usable = ~scene.land & ~np.isnan(scene.bt).any(axis=0)
+    if scene.spec.kind == "day":
+        usable &= scene.sza < DAY_MAX_SZA
     cloudy, clear = np.flatnonzero(usable & scene.cloudy), np.flatnonzero(usable & ~scene.cloudy)
     n_cloudy = min(len(cloudy), round(n * np.clip(scene.cloud_fraction, 0.3, 0.6)))
     n_clear = min(len(clear), n - n_cloudy)
@@ -69,14 +77,16 @@ def _buoys(rng: np.random.Generator, truth: np.ndarray, lat: np.ndarray, lon: np
     return {"isst": isst, "slat": slat, "slon": slon}
 
 
-def _retrievals(rng: np.random.Generator, truth: np.ndarray, is_cloudy: np.ndarray, opacity: np.ndarray) -> dict:
-    """Oblique zenith angle, quality level, algorithm and the four satellite SSTs (cold where cloudy)."""
+def _retrievals(rng: np.random.Generator, truth: np.ndarray, is_cloudy: np.ndarray, opacity: np.ndarray, night) -> dict:
+    """Oblique zenith angle, quality level, algorithm (a night one at ``night`` pixels) and the four satellite SSTs
+    (cold where cloudy)."""
     n = len(truth)
     satzao = rng.uniform(51, 55, n)
     oblique = rng.random(n) < 0.04
     satzao[oblique] = rng.uniform(55.5, 60, oblique.sum())
     quality = np.where(rng.random(n) < 0.85, 5, rng.integers(0, 5, n))
     algorithm = np.where(rng.random(n) < 0.85, 4, rng.choice([1, 2, 3, 5], n))
+    algorithm[night] = NIGHT_ALGORITHM[algorithm[night]]  # no draw: day products' streams stay as they were
     contamination = is_cloudy * (2 + 8 * opacity) * rng.uniform(0.5, 1.5, n)  # cloud makes retrievals cold
     sat_sst = {
         f"sat_sst_{k}": truth + rng.normal(bias, sd, n) - contamination
@@ -104,7 +114,7 @@ def _cloud_probabilities(rng: np.random.Generator, is_cloudy: np.ndarray) -> dic
 
 
 def matchups_for_scene(scene: Scene):
-    """SST buoy match-ups of a day product (a pandas DataFrame with ``MATCHUP_COLUMNS``)."""
+    """SST buoy match-ups of a product (a pandas DataFrame with ``MATCHUP_COLUMNS``)."""
     import pandas as pd
 
     rng = scene.spec.rng(1)
@@ -119,7 +129,9 @@ def matchups_for_scene(scene: Scene):
         "latitude_an": lat,
         "longitude_an": lon,
         "satzan": scene.vza.flat[flat],
-        **_retrievals(rng, truth, is_cloudy, scene.cloud.flat[flat].astype(np.float64)),
+        **_retrievals(
+            rng, truth, is_cloudy, scene.cloud.flat[flat].astype(np.float64), scene.sza.flat[flat] >= DAY_MAX_SZA
+        ),
         **_cloud_probabilities(rng, is_cloudy),
         "cems_path": cems_path(scene.spec.name),
         "x_cems": x.astype(np.int64),
