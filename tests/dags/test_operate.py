@@ -166,7 +166,7 @@ def test_without_a_production_model_the_run_converts_and_says_masks_were_skipped
     assert states(dag_run)[("mask", -1)] == "skipped"
     written = summary(tmp_path)
     assert written["masked"] == 0 and written["model"] is None
-    assert any("no model has been promoted to production" in note for note in written["notes"])
+    assert any("no day model has been promoted to production" in note for note in written["notes"])
     assert sum(written["converted"].values()) == PRODUCTS_PER_DAY
 
 
