@@ -62,9 +62,10 @@ def files_state(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_run(dag, archive, tmp_path_factory, untrained_model):
+def first_run(dag, archive, tmp_path_factory, untrained_model, untrained_thermal_model):
     data_root = tmp_path_factory.mktemp("dag-data")
-    install_model(data_root, untrained_model)
+    install_model(data_root, untrained_model, key="day")
+    install_model(data_root, untrained_thermal_model, key="thermal", kind="thermal")
     dag_run, instances = run(dag, archive, data_root)
     return data_root, dag_run, instances
 
@@ -77,9 +78,12 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
     day_products = sorted((data_root / "hdf/2024/06/01/day").glob("*.h5"))
     assert summary["products"] == 5 and summary["failed"] == []
     assert summary["converted"]["day"] == len(day_products) >= 3
+    every_product = sorted(p.stem for p in (data_root / "hdf/2024/06/01").rglob("*.h5"))
     masks = DataRoot(data_root).masks(DAY)
-    assert [m.stem for m in masks.masks()] == [p.stem for p in day_products] and summary["masked"] == len(day_products)
-    assert [p.stem for p in masks.quicklooks()] == [p.stem for p in day_products]
+    assert [m.stem for m in masks.masks()] == every_product, "night products too, with the thermal model"
+    assert summary["masked"] == summary["products"] == 5 and summary["notes"] == []
+    assert [m["kind"] for m in summary["models"]] == ["day", "thermal"]
+    assert [p.stem for p in masks.quicklooks()] == every_product
     sst = json.loads(DataRoot(data_root).sst(DAY).summary.read_text())
     assert sst["model"]["clear"] > 0 and sst["bayesian"]["clear"] > 0
     assert summary["sst"] == sst
