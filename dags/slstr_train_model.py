@@ -74,7 +74,9 @@ PARAMS = {
         section=SCIENCE,
         description="Evaluate on held-out products (split by product) or on the period's last day.",
     ),
-    "promote": Param(False, type="boolean", section=SCIENCE, description="Promote the new version to production."),
+    "promote": Param(
+        False, type="boolean", section=SCIENCE, description="Promote each new version to its kind's production alias."
+    ),
     **operation_params(),
 }
 
@@ -120,6 +122,7 @@ def promote(run: dict) -> str | None:
 def train_kind(plan: dict, run: dict):
     """Train, register and promote one model kind (an instance per kind the run trains)."""
     listed = training_set(plan, run)
+    # the event (the register step's asset event) also labels each step's instance with its kind
     step = ml_step_settings(listed["data_root"]) | {"event": {"key": listed["key"], "kind": listed["kind"]}}
     label = "{{ task.event.kind }}"
     train = CloudTasksOperator(
