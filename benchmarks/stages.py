@@ -12,11 +12,13 @@ def plan(params: dict) -> dict:
 
 
 def plan_training_run(params: dict) -> dict:
-    return plan_training(params).as_xcom()
+    """The training plan of the day model (the stage table times the benchmark's own model), its run's keys on top."""
+    plans = plan_training(params | {"kinds": ["day"]}).as_xcom()
+    return {**plans, **plans["runs"][0]}
 
 
 def training_set(plan: dict) -> dict:
-    return write_training_lists(plan["data_root"], plan["key"], plan["chunks"], plan["holdout_days"])
+    return write_training_lists(plan["data_root"], plan["key"], plan["chunks"], plan["holdout_days"], plan["kind"])
 
 
 def extract(products: list[str], day: str, data_root: str) -> list[str]:

@@ -278,42 +278,64 @@ def finish_day(context) -> dict:
     return summary
 
 
-def training_report(plan: dict) -> dict:
-    """The registered version's held-out scores beside the production model's (logged as a table)."""
+def list_training_products(plan: dict, run: dict) -> dict:
+    """Write one kind's training file lists (the training plan's ``plan``, one of its ``runs``); return the run
+    with the data root and the lists' counts: what the kind's train, register and promote steps read."""
+    from cloud_tasks.pipeline import write_training_lists
+
+    counts = write_training_lists(plan["data_root"], run["key"], plan["chunks"], plan["holdout_days"], run["kind"])
+    return {**run, "data_root": plan["data_root"], "listed": counts}
+
+
+def _registered(data_root: str, run: dict):
+    """The version a kind's training run (``run``: its kind and key) was registered as."""
+    from cloud_tasks.errors import CloudTasksError
+    from cloud_tasks.registry import ModelRegistry
+
+    for version in ModelRegistry(data_root).versions():
+        if version.info.get("key") == run["key"]:
+            return version
+    raise CloudTasksError(f"the {run['kind']} training run {run['key']} is not registered in {data_root}")
+
+
+def training_report(data_root: str, run: dict) -> dict:
+    """A kind's registered version: its held-out scores beside its kind's production model's (logged as a table)."""
     import logging
 
     from cloud_tasks.registry import ModelRegistry
 
-    registry = ModelRegistry(plan["data_root"])
-    version = next(v for v in registry.versions() if v.info.get("key") == plan["key"])
-    card, production = version.files.card.read_text(), registry.production_name()
-    logging.getLogger(__name__).info("registered %s (production: %s)\n%s", version.name, production, card)
+    version = _registered(data_root, run)
+    card, production = version.files.card.read_text(), ModelRegistry(data_root).production_name(version.kind)
+    logging.getLogger(__name__).info(
+        "registered %s, a %s model (%s production: %s)\n%s", version.name, version.kind, version.kind, production, card
+    )
     return {"version": version.name, "production": production, "model_card": str(version.files.card)}
 
 
-def promote_version(context, plan: dict) -> str:
-    """Make the training run's registered version the production model, when its ``promote`` param says so."""
+def promote_version(context, run: dict) -> str:
+    """Make a kind's registered version (``run``: data root, kind, key) its kind's production model, when the
+    run's ``promote`` param says so."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from cloud_tasks.registry import ModelRegistry
 
-    registry = ModelRegistry(plan["data_root"])
-    version = next(v for v in registry.versions() if v.info.get("key") == plan["key"])
+    version = _registered(run["data_root"], run)
+    context["kind"] = version.kind
     if not context["params"]["promote"]:
         raise AirflowSkipException(f"{version.name} registered; not promoted (the 'promote' param is off)")
     user = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
     reason = f"promoted by training run {context['ti'].run_id}"
-    return registry.promote(version.name, reason=reason, by=user)["version"]
+    return ModelRegistry(run["data_root"]).promote(version.name, reason=reason, by=user)["version"]
 
 
 def finish_training(context, plan: dict | None) -> dict:
-    """The training run's verdict: fail when any stage failed, else log the version's model card."""
+    """The training run's verdict: fail when any stage of any kind failed, else log each kind's model card."""
     from airflow.sdk.exceptions import AirflowFailException
 
     failures = failed_stages(context)
     if failures or not plan:
         raise AirflowFailException(f"failed stages: {', '.join(f'{k} ({v})' for k, v in failures.items())}")
-    return training_report(plan)
+    return {run["kind"]: training_report(plan["data_root"], run) for run in plan["runs"]}
 
 
 def compare_or_skip(context, plan: dict) -> dict:

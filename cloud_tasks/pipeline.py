@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from cloud_tasks.atomic import atomic_file, write_json
@@ -19,7 +20,8 @@ from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DAY_SPLIT, SPLITS, DataRoot, converted_path
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.naming import ProductName
-from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, DayRun, chunk_products, plan_day
+from cloud_tasks.planning import DEFAULT_CHUNK_SIZE, DayRun, TrainingPlan, chunk_products, plan_day
+from cloud_tasks.registry import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -172,33 +174,44 @@ def summarise_day(
     return summary
 
 
-def write_training_lists(
-    data_root: str | Path, key: str, by_day: dict[str, list[str]], holdout_days: list[str]
-) -> dict:
-    """Write the file lists of a training run's converted day products: ``train`` and (by day) ``holdout``.
+# The converted products a kind's file lists hold: training itself keeps those the kind trains on
+# (``ml.data.select_products``: a thermal model those with enough night or twilight pixels, in either split).
+KIND_SPLITS = {"day": (DAY_SPLIT,), "thermal": SPLITS}
 
-    Only the run's own products (``by_day``: day -> zips) are listed, whatever else the day folders hold.
-    Returns the counts.
+
+def write_training_lists(
+    data_root: str | Path, key: str, by_day: dict[str, list[str]], holdout_days: list[str], kind: str
+) -> dict:
+    """Write the file lists of a ``kind`` training run's converted products: ``train`` and (by day) ``holdout``.
+
+    Only the run's own products (``by_day``: day -> zips) are listed, whatever else the day folders hold: the
+    day kind's in the day split, the thermal kind's in both (``KIND_SPLITS``). Returns the counts.
     """
+    if kind not in KIND_SPLITS:
+        raise CloudTasksError(f"model kind must be one of {', '.join(KIND_SPLITS)}, not {kind!r}")
     registry = DataRoot(data_root).registry
     lists: dict[str, list[str]] = {"train": [], "holdout": []}
     for day, zips in by_day.items():
         run = DayRun.of(day, data_root)
         for stem in sorted(ProductName.parse(z).stem for z in zips):
-            path = converted_path(run.data.hdf(run.day), DAY_SPLIT, stem)
-            if path.is_file():
-                lists["holdout" if day in holdout_days else "train"].append(str(path))
+            paths = [converted_path(run.data.hdf(run.day), split, stem) for split in KIND_SPLITS[kind]]
+            found = [str(path) for path in paths if path.is_file()]
+            lists["holdout" if day in holdout_days else "train"] += found
+    which = f"{' or '.join(KIND_SPLITS[kind])}-split product"
     if not lists["train"]:
         raise CloudTasksError(
-            f"{registry.folder}: no day-time product of {sorted(by_day)} converted: nothing to train on"
+            f"{registry.folder}: no {which} of {sorted(by_day)} converted: nothing to train the {kind} model on"
         )
     if holdout_days and not lists["holdout"]:
-        raise CloudTasksError(f"{registry.folder}: no day-time product of the held-out day(s) {holdout_days} converted")
-    for kind, paths in lists.items():
-        if kind == "train" or holdout_days:
-            with atomic_file(registry.training_list(key, kind)) as tmp:
+        raise CloudTasksError(
+            f"{registry.folder}: no {which} of the held-out day(s) {holdout_days} converted: "
+            f"nothing to evaluate the {kind} model on"
+        )
+    for name, paths in lists.items():
+        if name == "train" or holdout_days:
+            with atomic_file(registry.training_list(key, name)) as tmp:
                 tmp.write_text("".join(f"{p}\n" for p in paths))
-    return {kind: len(paths) for kind, paths in lists.items()}
+    return {name: len(paths) for name, paths in lists.items()}
 
 
 def convert_period(chunks: list[dict], data_root: str | Path) -> None:
@@ -209,11 +222,29 @@ def convert_period(chunks: list[dict], data_root: str | Path) -> None:
         convert_chunk(chunk["products"], run)
 
 
+def train_and_register(plan: TrainingPlan) -> str:
+    """Train a kind's model as its plan says (products already converted) and register it; return the version."""
+    from cloud_tasks.registry import ModelRegistry
+
+    write_training_lists(plan.data.root, plan.key, plan.products, plan.holdout_days(), plan.kind)
+    run_ml_step(plan.train_arguments)
+    run_ml_step(plan.register_arguments)
+    return next(v.name for v in ModelRegistry(plan.data.root).versions() if v.info.get("key") == plan.key)
+
+
 def run_sample_pipeline(
-    workdir: str | Path, *, day: dt.date, n_products: int, grid: str, seed: int, options: TrainOptions
+    workdir: str | Path,
+    *,
+    day: dt.date,
+    n_products: int,
+    grid: str,
+    seed: int,
+    options: TrainOptions,
+    kinds: Sequence[str] = KINDS,
 ) -> dict:
-    """The product flow in one process over a generated sample archive, as the DAGs run it: train a first
-    model on the day, register and promote it, mask the day with the production model; returns the summary."""
+    """The product flow in one process over a generated sample archive, as the DAGs run it: train a first model
+    of each of ``kinds`` on the day, register them and promote each to its kind's production alias (when it has none),
+    mask the day with the production model. Returns the day's summary, with ``trained``: kind -> version."""
     from cloud_tasks.planning import plan_training
     from cloud_tasks.registry import ModelRegistry
     from cloud_tasks.sample import make_sample_archive
@@ -222,27 +253,27 @@ def run_sample_pipeline(
     make_sample_archive(workdir / "archive", day, n_products, grid=grid, seed=seed)
     params = {"archive_root": str(workdir / "archive"), "data_root": str(workdir / "data")}
     period = {"start": day.isoformat(), "end": (day + dt.timedelta(days=1)).isoformat()}
-    training = plan_training(params | period | options.as_dict())
+    training = plan_training(params | period | options.as_dict() | {"kinds": list(kinds)})
     convert_period(chunk_products(training.products, DEFAULT_CHUNK_SIZE), training.data.root)
-    write_training_lists(training.data.root, training.key, training.products, training.holdout_days())
-    run_ml_step(training.train_arguments)
-    run_ml_step(training.register_arguments)
-    registry = ModelRegistry(training.data.root)
-    version = next(v for v in registry.versions() if v.info.get("key") == training.key)
-    if registry.production_name() is None:
-        registry.promote(version.name, reason="first model of the sample pipeline")
+    registry, trained = ModelRegistry(training.data.root), {}
+    for plan in training.plans:
+        trained[plan.kind] = train_and_register(plan)
+        if registry.production_name(plan.kind) is None:
+            registry.promote(trained[plan.kind], reason=f"first {plan.kind} model of the sample pipeline")
     plan = plan_day(params | {"date": day.isoformat()})
     run_ml_step(plan.inference_arguments)
     sst = compare_day(plan.run, plan.matchups)
-    return summarise_day(list(plan.products), plan.run, models=plan.model_records, sst=sst, notes=plan.notes)
+    summary = summarise_day(list(plan.products), plan.run, models=plan.model_records, sst=sst, notes=plan.notes)
+    return {**summary, "trained": trained}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pipeline",
         help="run the whole product flow on a generated sample archive (no Airflow)",
-        description="Generate a sample archive in WORKDIR/archive, train a first model on its day, register and "
-        "promote it, then mask the day with it and compare with SST match-ups; outputs under WORKDIR/data.",
+        description="Generate a sample archive in WORKDIR/archive, train a first model of each kind (day, thermal) "
+        "on its day, register and promote them, then mask the day and compare with SST match-ups; outputs under "
+        "WORKDIR/data. Prints the day's summary and the versions trained.",
     )
     parser.add_argument("workdir", type=Path, metavar="WORKDIR")
     parser.add_argument("--date", type=dt.date.fromisoformat, default=dt.date(2024, 6, 1))
@@ -250,11 +281,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", choices=("small", "full"), default="small")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the generated archive")
     TrainOptions.add_arguments(parser)
-    # a quick demonstration by default, not the production training
-    parser.set_defaults(func=run_cli, epochs=3, batch_size=8)
+    # a quick demonstration by default, not the production training; --kind trains that kind only (default: each)
+    parser.set_defaults(func=run_cli, epochs=3, batch_size=8, kind=None)
 
 
 def run_cli(args: argparse.Namespace) -> None:
+    kinds = [args.kind] if args.kind else list(KINDS)
+    args.kind = args.kind or KINDS[0]
     summary = run_sample_pipeline(
         args.workdir,
         day=args.date,
@@ -262,5 +295,6 @@ def run_cli(args: argparse.Namespace) -> None:
         grid=args.grid,
         seed=args.sample_seed,
         options=TrainOptions.from_args(args),
+        kinds=kinds,
     )
     print(json.dumps(summary, indent=2, default=str))

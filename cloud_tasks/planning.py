@@ -1,8 +1,8 @@
 """Planning runs: which day and products a run processes, and the commands of its ML steps.
 
 Two plans, one per DAG: ``DayPlan`` (the daily masking run: a day's products, masked with a registered
-model) and ``TrainingPlan`` (a training run over a period: its products, the training command, the
-registration command). Both travel between Airflow tasks as JSON (``as_xcom``).
+model) and ``TrainingPlans`` (a training run over a period: its products and, per model kind, a ``TrainingPlan``
+with the training command and the registration command). Both travel between Airflow tasks as JSON (``as_xcom``).
 """
 
 from __future__ import annotations
@@ -218,7 +218,8 @@ def _model_version(data: DataRoot, name: str, kind: str) -> Version | None:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """A training run: the period's products, the run's key and folder, the train and register commands."""
+    """One model kind's training run: the period's products, the run's key and folder, the train and register
+    commands (the kind is ``options.kind``)."""
 
     data: DataRoot
     start: dt.date
@@ -228,8 +229,13 @@ class TrainingPlan:
     holdout: str  # one of HOLDOUTS
 
     @property
+    def kind(self) -> str:
+        return self.options.kind
+
+    @property
     def key(self) -> str:
-        """The run's identity: period, products and options (same key, same training folder and version)."""
+        """The run's identity: period, products and options, the kind among them (same key, same training folder
+        and version)."""
         stems = sorted(ProductName.parse(p).stem for products in self.products.values() for p in products)
         payload = json.dumps({"options": self.options.as_dict(), "products": stems, "holdout": self.holdout})
         digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -257,21 +263,57 @@ class TrainingPlan:
         """Days kept whole for the evaluation (the last one) when holding out by day."""
         return sorted(self.products)[-1:] if self.holdout == "days" else []
 
-    def as_xcom(self) -> dict:
+    def as_run(self) -> dict:
+        """What the kind's own tasks need (JSON values): its key and commands."""
         return {
-            "data_root": str(self.data.root),
+            "kind": self.kind,
             "key": self.key,
-            "chunks": self.products,
-            "holdout_days": self.holdout_days(),
             "train_arguments": self.train_arguments,
-            "register_arguments": self.register_arguments,
             # what training only reads: the converted products and its file list (its OUT stays writable)
             "train_inputs": [str(self.data.root / "hdf"), str(self.data.registry.training_list(self.key, "train"))],
+            "register_arguments": self.register_arguments,
         }
 
 
-def plan_training(params: dict, *, deployment=None) -> TrainingPlan:
-    """Plan a training run over ``[start, end)``: every day's products, converted with the daily functions."""
+@dataclass(frozen=True)
+class TrainingPlans:
+    """A training run of one or more model kinds over the same period and products: one plan per kind."""
+
+    plans: tuple[TrainingPlan, ...]  # in KINDS order
+
+    @property
+    def data(self) -> DataRoot:
+        return self.plans[0].data
+
+    @property
+    def products(self) -> dict[str, list[str]]:
+        return self.plans[0].products
+
+    def of(self, kind: str) -> TrainingPlan:
+        """The plan of ``kind`` (KeyError when the run does not train that kind)."""
+        return {plan.kind: plan for plan in self.plans}[kind]
+
+    def as_xcom(self) -> dict:
+        """The plans as the DAG's tasks receive them: what the kinds share, and a list ``runs`` (one per kind)."""
+        return {
+            "data_root": str(self.data.root),
+            "chunks": self.products,
+            "holdout_days": self.plans[0].holdout_days(),
+            "runs": [plan.as_run() for plan in self.plans],
+        }
+
+
+def training_kinds(params: dict) -> tuple[str, ...]:
+    """The model kinds a training run trains (its ``kinds`` param; every kind by default), in ``KINDS`` order."""
+    asked = params.get("kinds") or list(KINDS)
+    if not isinstance(asked, list | tuple) or any(kind not in KINDS for kind in asked):
+        raise PlanError(f"kinds must list model kinds among {', '.join(KINDS)}, not {asked!r:.100}")
+    return tuple(kind for kind in KINDS if kind in asked)
+
+
+def plan_training(params: dict, *, deployment=None) -> TrainingPlans:
+    """Plan a training run over ``[start, end)``: every day's products, converted with the daily functions, and one
+    training of each kind the ``kinds`` param names on them."""
     if deployment is not None:
         deployment.check_params(params)
     start, end = dt.date.fromisoformat(params["start"]), dt.date.fromisoformat(params["end"])
@@ -280,6 +322,7 @@ def plan_training(params: dict, *, deployment=None) -> TrainingPlan:
     holdout = params.get("holdout") or HOLDOUTS[0]
     if holdout not in HOLDOUTS:
         raise PlanError(f"holdout must be one of {', '.join(HOLDOUTS)}, not {holdout!r}")
+    kinds = training_kinds(params)
     by_day = {}
     for offset in range((end - start).days):
         day = start + dt.timedelta(days=offset)
@@ -291,4 +334,7 @@ def plan_training(params: dict, *, deployment=None) -> TrainingPlan:
     if holdout == "days" and len(by_day) < 2:
         raise PlanError("holding out by day needs products on at least two days")
     options = TrainOptions.from_mapping(params)
-    return TrainingPlan(DataRoot(params["data_root"]), start, end, by_day, options, holdout)
+    data = DataRoot(params["data_root"])
+    return TrainingPlans(
+        tuple(TrainingPlan(data, start, end, by_day, options.replace(kind=kind), holdout) for kind in kinds)
+    )

@@ -9,7 +9,7 @@ The same training key registered twice gives the same version. A person promotes
 CLI::
 
     python -m cloud_tasks models list DATA_ROOT
-    python -m cloud_tasks models show DATA_ROOT VERSION|production
+    python -m cloud_tasks models show DATA_ROOT VERSION|production [--kind day|thermal]
     python -m cloud_tasks models promote DATA_ROOT VERSION [--reason TEXT]
     python -m cloud_tasks models register DATA_ROOT TRAINING_DIR --key KEY [--holdout H5 ...]
 """
@@ -195,6 +195,7 @@ def register(subparsers) -> None:
     show = verbs.add_parser("show", help="a version's provenance, metrics and model card")
     show.add_argument("data_root", metavar="DATA_ROOT")
     show.add_argument("version", metavar="VERSION", help=f"vN or {PRODUCTION}")
+    show.add_argument("--kind", choices=KINDS, default=KINDS[0], help=f"the model kind whose {PRODUCTION} to show")
     promote = verbs.add_parser("promote", help="make a version the production model")
     promote.add_argument("data_root", metavar="DATA_ROOT")
     promote.add_argument("version", metavar="VERSION")
@@ -225,7 +226,7 @@ def run_cli(args) -> None:
                 f"label {version.info.get('label')}"
             )
     elif args.verb == "show":
-        version = registry.version(args.version)
+        version = registry.version(args.version, args.kind)
         print(json.dumps({"version": version.name, **version.info}, indent=2, sort_keys=True))
         print(version.files.card.read_text())
     elif args.verb == "promote":

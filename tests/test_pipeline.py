@@ -14,6 +14,7 @@ from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.planning import DayRun, PlanError, chunk_label, chunk_products, plan_day, plan_training
+from cloud_tasks.registry import ModelRegistry
 
 NAME = "S3A_SL_1_RBT____20240601T011916_20240601T012216_20240601T050721_0179_113_074_1787_LN2_O_NT_004"
 MIDNIGHT = dt.datetime.combine(SAMPLE_DATE, dt.time(), tzinfo=dt.UTC)
@@ -75,9 +76,12 @@ def test_each_kind_masks_with_its_own_production_model(sample_archive, tmp_path,
     day = install_model(root, untrained_model, key="day")
     asked = params(sample_archive, tmp_path, date="2024-06-01")
     plan = plan_day(asked)
-    assert plan.model == day and plan.thermal_model is None and plan.notes == [
-        f"no thermal model in production in {DataRoot(root).registry.folder}: night products not masked"
-    ]
+    assert (
+        plan.model == day
+        and plan.thermal_model is None
+        and plan.notes
+        == [f"no thermal model in production in {DataRoot(root).registry.folder}: night products not masked"]
+    )
     parsed = build_parser().parse_args(plan.inference_arguments)
     assert (parsed.model, parsed.thermal_model) == (str(day.files.model), None)
     assert parsed.inputs == [str(DataRoot(root).hdf_split(SAMPLE_DATE, "day"))], "without a thermal model: day only"
@@ -100,10 +104,10 @@ def test_each_kind_masks_with_its_own_production_model(sample_archive, tmp_path,
 
 def test_a_training_plan_is_keyed_by_its_products_and_options(sample_archive, tmp_path):
     period = {"start": "2024-05-31", "end": "2024-06-02", "epochs": 2, "batch_size": 4}
-    plan = plan_training(params(sample_archive, tmp_path, **period))
+    plan = plan_training(params(sample_archive, tmp_path, **period)).of("day")
     assert list(plan.products) == ["2024-06-01"] and len(plan.products["2024-06-01"]) == 6
-    assert plan.key == plan_training(params(sample_archive, tmp_path, **period)).key
-    assert plan.key != plan_training(params(sample_archive, tmp_path, **period, seed=1)).key
+    assert plan.key == plan_training(params(sample_archive, tmp_path, **period)).of("day").key
+    assert plan.key != plan_training(params(sample_archive, tmp_path, **period, seed=1)).of("day").key
     parsed = build_parser().parse_args(plan.train_arguments)
     assert TrainOptions.from_args(parsed) == TrainOptions(epochs=2, batch_size=4), "the train command's options"
     assert parsed.out == str(plan.training.folder)
@@ -126,10 +130,14 @@ def test_pipeline_command_trains_promotes_and_masks(tmp_path, capsys):
     data = DataRoot(tmp_path / "data")
     summary = json.loads(data.summary(SAMPLE_DATE).read_text())
     printed = capsys.readouterr().out
-    assert json.loads(printed[printed.index("{") :]) == summary
+    printed = json.loads(printed[printed.index("{") :])
+    assert printed == summary | {"trained": {"day": "v1", "thermal": "v2"}}, "the summary and each kind's version"
     assert summary["products"] == 4 and summary["failed"] == [] and summary["failed_stages"] == {}
     assert summary["model"]["version"] == "v1"
     assert summary["masked"] == sum(summary["converted"].values()) > summary["converted"]["day"] > 0
     assert summary["sst"]["model"]["clear"] > 0
-    metrics = json.loads(data.registry.version("v1").metrics.read_text())
-    assert metrics["candidate"]["pixels"] > 0 and 0 <= metrics["candidate"]["accuracy"] <= 1
+    registry = ModelRegistry(data.root)
+    assert [registry.production_name(kind) for kind in ("day", "thermal")] == ["v1", "v2"]
+    for version in registry.versions():
+        metrics = json.loads(version.files.metrics.read_text())
+        assert metrics["candidate"]["pixels"] > 0 and 0 <= metrics["candidate"]["accuracy"] <= 1, version.kind

@@ -32,8 +32,8 @@ def dag():
 
 # (DAG, ML task) -> what the step only reads, mounted read-only
 ML_STEPS = {
-    ("slstr_train_model", "train"): ["/data/hdf", "/data/registry/training"],
-    ("slstr_train_model", "register"): [],
+    ("slstr_train_model", "train_kind.train"): ["/data/hdf", "/data/registry/training"],
+    ("slstr_train_model", "train_kind.register"): [],
     ("slstr_cloud_mask", "mask"): ["/data/hdf/day", "/data/registry/versions/v1/model.keras"],
 }
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from cloud_tasks import __version__
 from cloud_tasks.atomic import atomic_file, write_json
 from cloud_tasks.errors import CloudTasksError
-from cloud_tasks.hdf import INPUT_CHANNELS
 from cloud_tasks.layout import HDF_SUFFIX, ModelFiles
 from cloud_tasks.paths import expand_inputs
-from cloud_tasks.registry import KINDS, ModelRegistry, Version
+from cloud_tasks.registry import ModelRegistry, Version
 
 METRICS_SHOWN = ("accuracy", "precision", "recall", "f1", "majority_rate", "pixels")
 
@@ -40,12 +39,18 @@ def register_training(
     period: dict | None = None,
 ) -> Version:
     """Score the training run and the production model (if any) on ``holdout``; register the run."""
+    from cloud_tasks.ml.data import input_spec
     from cloud_tasks.ml.evaluate import evaluate
     from cloud_tasks.ml.inference import sha256
+    from cloud_tasks.ml.train import model_kind
 
+    # the kind and inputs params.json records (model_kind checks them against those the kind takes), or the day
+    # kind's for a run trained before they were recorded
+    kind = model_kind(training.model)
+    spec = input_spec(kind)
     registry = ModelRegistry(data_root)
     params = json.loads(training.params.read_text())
-    label, kind = params["parameters"]["label"], params["parameters"].get("kind", KINDS[0])
+    label = params["parameters"]["label"]
     metrics = {"candidate": evaluate(training.model, holdout, label), "held_out_products": [p.name for p in holdout]}
     production = registry.production_name(kind)
     if production is not None:
@@ -62,8 +67,9 @@ def register_training(
         "options": params["parameters"],
         "train_products": params.get("train_products", []),
         "test_products": params.get("test_products", []),
-        "input_channels": list(INPUT_CHANNELS),
-        "normalisation": _normalisation(),
+        "domain": spec["domain"],
+        "input_channels": [item["name"] for item in spec["inputs"]],
+        "normalisation": {"inputs": spec["inputs"], "missing": spec["missing"]},
         "cloud_tasks_version": __version__,
         "git_commit": _git_commit(),
     }
@@ -74,16 +80,6 @@ def register_training(
             tmp.write_text(model_card(info, metrics))
 
     return registry.register(training, key=key, info=info, write_extras=write_extras)
-
-
-def _normalisation() -> dict:
-    from cloud_tasks.ml import data
-
-    return {
-        "reflectance": f"r - {data.REFLECTANCE_OFFSET}",
-        "brightness_temperature": f"(T - {data.BT_OFFSET}) / {data.BT_SCALE}",
-        "missing": "0 after normalisation",
-    }
 
 
 def _git_commit() -> str | None:
@@ -110,23 +106,44 @@ def model_card(info: dict, metrics: dict) -> str:
     period = info["period"]
     return "\n".join(
         [
-            "# Model card: SLSTR cloud mask U-Net",
+            f"# Model card: SLSTR cloud mask U-Net, {info['kind']} model",
             "",
+            f"- Kind: {info['kind']}, for the pixels with {info['domain']}",
             f"- Training period: {period.get('start', '?')} to {period.get('end', '?')} (end exclusive)",
             f"- Products: {len(info['train_products'])} for training, {len(info['test_products'])} held out",
             f"- Label source: `{info['label']}`",
-            f"- Input channels: {', '.join(info['input_channels'])}",
-            f"- Normalisation: {json.dumps(info['normalisation'])}",
+            f"- Inputs: {', '.join(map(input_formula, info['normalisation']['inputs']))}; missing values "
+            f"{info['normalisation']['missing']}",
             f"- Options: `{json.dumps(info['options'], sort_keys=True)}`",
             f"- Model SHA-256: `{info['model_sha256']}`",
             f"- cloud_tasks {info['cloud_tasks_version']}, commit {info['git_commit'] or 'unknown'}",
             "",
-            f"## Scores on {len(metrics['held_out_products'])} held-out products (pixels with all channels valid)",
+            f"## Scores on {len(metrics['held_out_products'])} held-out products (the {info['kind']} model's pixels)",
             "",
             *rows,
             "",
         ]
     )
+
+
+def channel_expression(terms: dict) -> str:
+    """A linear combination of channels (``{"S8": 1.0, "S9": -1.0}``) as text: ``S8 - S9``."""
+    text = ""
+    for channel, coefficient in terms.items():
+        sign = "-" if coefficient < 0 else "+"
+        term = channel if abs(coefficient) == 1 else f"{abs(coefficient):g} * {channel}"
+        text = f"{text} {sign} {term}" if text else ("-" if sign == "-" else "") + term
+    return text
+
+
+def input_formula(item: dict) -> str:
+    """One recorded input (``data.input_spec``'s ``inputs``) as a formula: ``S8-S9 = (S8 - S9) / 2``."""
+    value = channel_expression(item["terms"])
+    if item["offset"]:
+        value = f"{value} - {item['offset']:g}"
+    if item["scale"] != 1:
+        value = f"({value}) / {item['scale']:g}" if " " in value else f"{value} / {item['scale']:g}"
+    return value if value == item["name"] else f"{item['name']} = {value}"
 
 
 def _fmt(value) -> str:

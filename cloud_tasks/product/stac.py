@@ -21,8 +21,9 @@ split at the antimeridian, closed over a pole); bbox; ``datetime`` = ``start_dat
 ``end_datetime``; ``eo:cloud_cover`` (% of the valid pixels; absent when none is valid); platform,
 constellation, instruments; ``cloud_tasks:models`` (version, sha256, kind) and ``cloud_tasks:threshold``;
 assets ``data`` (the NetCDF mask), ``geotiff`` and ``overview`` (the quicklook) when those files exist beside
-it (``layout.MaskFiles``), ``source`` (the converted HDF5) when given. A model Item (MLM extension): inputs
-(bands S1..S9, value scaling from the version's recorded normalisation), output (cloud probability, classes
+it (``layout.MaskFiles``), ``source`` (the converted HDF5) when given. A model Item (MLM extension): its kind
+(``cloud_tasks:kind``), inputs (the kind's bands: S1..S9 by day; S7..S9 and the derived S8-S9, S7-S8 for the
+thermal kind; value scaling from the version's recorded inputs), output (cloud probability, classes
 clear/cloudy), architecture U-Net, hyperparameters = training options; assets ``model`` (``mlm:model``),
 ``metrics``, ``card``.
 
@@ -39,6 +40,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -48,6 +50,7 @@ from cloud_tasks.atomic import write_json
 from cloud_tasks.errors import InputError
 from cloud_tasks.hdf import BT_CHANNELS, REFLECTANCE_CHANNELS
 from cloud_tasks.layout import CatalogueFiles, DataRoot, MaskFiles
+from cloud_tasks.ml.registration import channel_expression
 from cloud_tasks.naming import ProductName
 from cloud_tasks.product.cf_mask import MASK_MEANINGS, MaskProduct, read_mask
 from cloud_tasks.product.footprint import json_ready, swath_footprint, union_bbox
@@ -83,6 +86,10 @@ ASSET_TITLES = {
     "card": "Model card",
 }
 WHOLE_EARTH = [-180.0, -90.0, 180.0, 90.0]
+_KIND_INPUTS = {
+    "day": "reflectances and brightness temperatures",
+    "thermal": "brightness temperatures",
+}  # registry.KINDS
 
 
 def add_mask_item(data_root: str | Path, mask_path: str | Path, *, source_hdf: str | Path | None = None) -> Path:
@@ -167,21 +174,25 @@ def model_item(version, item_path: Path, files: CatalogueFiles) -> dict:
     from pystac.extensions.mlm import MLMExtension
 
     info = version.info
-    channels = _input_channels(info, version.files.version_info)
+    if version.kind not in _KIND_INPUTS:
+        raise InputError(version.files.version_info, f"kind must be one of {', '.join(_KIND_INPUTS)}")
+    inputs = _model_inputs(info, version.files.version_info)
     properties = {
-        "title": f"Cloud-mask U-Net {version.name}",
-        "description": "U-Net predicting a per-pixel cloud probability from SLSTR reflectances and brightness "
-        f"temperatures, trained against the {info.get('label')!s} label.",
-        "bands": [_band(channel) for channel in channels],
+        "title": f"Cloud-mask U-Net {version.name} ({version.kind} model)",
+        "description": f"U-Net predicting a per-pixel cloud probability from SLSTR {_KIND_INPUTS[version.kind]}, "
+        f"trained against the {info.get('label')!s} label"
+        + (f", for the pixels with {info['domain']}." if _text(info.get("domain")) else "."),
+        "bands": [_band(item) for item in inputs],
         "mlm:name": f"cloud-tasks-unet-{version.name}",
         "mlm:architecture": "U-Net",
         "mlm:tasks": ["semantic-segmentation"],
         "mlm:framework": "Keras",
         "mlm:pretrained": False,
-        "mlm:input": [_model_input(channels, info.get("normalisation"))],
+        "mlm:input": [_model_input(version.kind, inputs, info.get("normalisation"))],
         "mlm:output": [_model_output()],
         "mlm:hyperparameters": info.get("options") if isinstance(info.get("options"), dict) else None,
         "cloud_tasks:model_sha256": version.sha256,
+        "cloud_tasks:kind": version.kind,
         "cloud_tasks:label": info.get("label"),
         "cloud_tasks:period": info.get("period") or {},
         "cloud_tasks:normalisation": info.get("normalisation"),
@@ -255,43 +266,66 @@ def _end(item: dict) -> str:
     return item["properties"].get("end_datetime") or item["properties"]["datetime"]
 
 
-def _band(channel: str) -> dict:
-    kind = "reflectance" if channel in REFLECTANCE_CHANNELS else "brightness temperature (K)"
-    return {"name": channel, "description": f"SLSTR {channel} {kind}, 1 km nadir grid"}
+def _band(item: dict) -> dict:
+    """A model input as a STAC band: an SLSTR channel, or a combination of them (``S8-S9``)."""
+    (channel, *more) = item["terms"]
+    if not more and item["terms"][channel] == 1:
+        kind = "reflectance" if channel in REFLECTANCE_CHANNELS else "brightness temperature (K)"
+        return {"name": item["name"], "description": f"SLSTR {channel} {kind}, 1 km nadir grid"}
+    kind = "brightness temperatures (K)" if set(item["terms"]) <= set(BT_CHANNELS) else "channels"
+    return {"name": item["name"], "description": f"SLSTR {channel_expression(item['terms'])}, of {kind}, 1 km grid"}
+
+
+def _mlm_band(item: dict) -> str | dict:
+    """A model input as an MLM band: its name, and how it is derived when it is not a channel."""
+    if item["terms"] == {item["name"]: 1}:
+        return item["name"]
+    return {"name": item["name"], "format": "python", "expression": channel_expression(item["terms"])}
 
 
 _OFFSET_RE = re.compile(r"^\s*r\s*-\s*([-+0-9.eE]+)\s*$")
 _ZSCORE_RE = re.compile(r"^\s*\(\s*T\s*-\s*([-+0-9.eE]+)\s*\)\s*/\s*([-+0-9.eE]+)\s*$")
 
 
-def _value_scaling(channels: list[str], normalisation) -> list[dict] | None:
-    """MLM value scaling per band from the recorded normalisation (``r - a``, ``(T - m) / s``); None if unreadable."""
+def _scaling(offset: float, scale: float) -> dict:
+    """MLM value scaling of ``(value - offset) / scale``."""
+    if scale == 1:
+        return {"type": "offset", "value": offset}
+    return {"type": "scale", "value": scale} if offset == 0 else {"type": "z-score", "mean": offset, "stddev": scale}
+
+
+def _value_scaling(inputs: list[dict], normalisation) -> list[dict] | None:
+    """MLM value scaling per band: from the recorded inputs (``normalisation.inputs``, checked), or from a version
+    registered before them, its ``r - a`` and ``(T - m) / s``; None if unreadable."""
     if not isinstance(normalisation, dict):
         return None
+    if normalisation.get("inputs") is not None:
+        return [_scaling(item["offset"], item["scale"]) for item in inputs]
     offset = _OFFSET_RE.match(str(normalisation.get("reflectance", "")))
     zscore = _ZSCORE_RE.match(str(normalisation.get("brightness_temperature", "")))
     if offset is None or zscore is None:
         return None
     try:
-        reflectance = {"type": "offset", "value": float(offset[1])}
-        bt = {"type": "z-score", "mean": float(zscore[1]), "stddev": float(zscore[2])}
+        reflectance, mean, stddev = float(offset[1]), float(zscore[1]), float(zscore[2])
     except ValueError:
         return None
-    return [reflectance if channel in REFLECTANCE_CHANNELS else bt for channel in channels]
+    return [
+        _scaling(reflectance, 1) if item["name"] in REFLECTANCE_CHANNELS else _scaling(mean, stddev) for item in inputs
+    ]
 
 
-def _model_input(channels: list[str], normalisation) -> dict:
+def _model_input(kind: str, inputs: list[dict], normalisation) -> dict:
     value = {
-        "name": "SLSTR reflectances and brightness temperatures",
-        "bands": channels,
+        "name": f"SLSTR {_KIND_INPUTS[kind]}",
+        "bands": [_mlm_band(item) for item in inputs],
         "input": {
-            "shape": [-1, -1, -1, len(channels)],
+            "shape": [-1, -1, -1, len(inputs)],
             "dim_order": ["batch", "height", "width", "channel"],
             "data_type": "float32",
         },
         "description": "1 km nadir grid, any size that is a multiple of 8; missing values 0 after scaling",
     }
-    scaling = _value_scaling(channels, normalisation)
+    scaling = _value_scaling(inputs, normalisation)
     return value | ({"value_scaling": scaling} if scaling else {})
 
 
@@ -313,13 +347,42 @@ def _model_output() -> dict:
     }
 
 
-def _input_channels(info: dict, source: Path) -> list[str]:
-    """The version's input channels, checked (a value read from a file)."""
+def _model_inputs(info: dict, source: Path) -> list[dict]:
+    """The version's inputs (``data.input_spec``'s items: name, terms, offset, scale), checked (values read from a
+    file): those its ``normalisation`` records, else (a version registered before them) its ``input_channels``,
+    each a channel as it is."""
     known = REFLECTANCE_CHANNELS + BT_CHANNELS
-    channels = info.get("input_channels", list(known))
-    if not isinstance(channels, list) or not channels or any(c not in known for c in channels):
-        raise InputError(source, f"input_channels must list channels of {', '.join(known)}")
-    return channels
+    normalisation = info.get("normalisation")
+    recorded = normalisation.get("inputs") if isinstance(normalisation, dict) else None
+    if recorded is None:
+        channels = info.get("input_channels", list(known))
+        if not isinstance(channels, list) or not channels or any(c not in known for c in channels):
+            raise InputError(source, f"input_channels must list channels of {', '.join(known)}")
+        return [{"name": c, "terms": {c: 1.0}, "offset": 0.0, "scale": 1.0} for c in channels]
+    if not isinstance(recorded, list) or not recorded or not all(_is_input(item, known) for item in recorded):
+        raise InputError(source, f"normalisation inputs must be a name, terms of {', '.join(known)}, offset, scale")
+    if info.get("input_channels", [item["name"] for item in recorded]) != [item["name"] for item in recorded]:
+        raise InputError(source, "input_channels differ from the names of the normalisation inputs")
+    return recorded
+
+
+def _is_input(item, known: tuple[str, ...]) -> bool:
+    """Whether a recorded model input is well formed: a short printable name, known channels, finite numbers."""
+
+    def number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    return (
+        isinstance(item, dict)
+        and _text(item.get("name")) is not None
+        and 0 < len(item["name"]) <= 32
+        and isinstance(item.get("terms"), dict)
+        and 0 < len(item["terms"]) <= len(known)
+        and all(channel in known and number(c) for channel, c in item["terms"].items())
+        and number(item.get("offset"))
+        and number(item.get("scale"))
+        and item["scale"] != 0
+    )
 
 
 def _registered_at(version) -> dt.datetime:

@@ -29,7 +29,7 @@ def training_dag(dagbag):
 
 
 # Tasks that judge or plan a run fail without retry: a retry would only repeat the verdict.
-NO_RETRY = {"slstr_cloud_mask": {"summary"}, "slstr_train_model": {"plan", "promote", "report"}}
+NO_RETRY = {"slstr_cloud_mask": {"summary"}, "slstr_train_model": {"plan", "train_kind.promote", "report"}}
 
 
 def test_no_import_errors(dagbag):
@@ -67,11 +67,29 @@ def test_task_graph(dag):
 
 
 def test_training_task_graph(training_dag):
+    """Each model kind trains, registers and promotes in its own instance of a mapped group: a kind waits only
+    for its own stages."""
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in training_dag.tasks}
-    assert downstream["process_chunk.convert"] == ["training_set"]
-    assert downstream["training_set"] == ["train"] and downstream["train"] == ["register"]
-    assert downstream["register"] == ["promote"] and downstream["promote"] == ["report"]
+    assert downstream["process_chunk.convert"] == ["train_kind.training_set"]
+    assert downstream["kind_runs"] == ["train_kind.training_set"]
+    assert downstream["train_kind.train"] == ["train_kind.register"]
+    assert downstream["train_kind.register"] == ["train_kind.promote"]
+    assert downstream["train_kind.promote"] == ["report"]
     assert training_dag.get_task("report").trigger_rule == "all_done"
+    for task_id in ("training_set", "train", "register", "promote"):
+        task = training_dag.get_task(f"train_kind.{task_id}")
+        assert isinstance(task.get_closest_mapped_task_group(), MappedTaskGroup), task_id
+        assert task.map_index_template, f"{task_id}: instances not labelled with their kind"
+    assert training_dag.get_task("train_kind.train").pool == training_dag.get_task("train_kind.register").pool == "gpu"
+
+
+def test_the_training_dag_trains_both_kinds_unless_told(training_dag):
+    from cloud_tasks.registry import KINDS
+
+    kinds = training_dag.params.get_param("kinds")
+    assert kinds.value == list(KINDS) and kinds.schema["items"]["enum"] == list(KINDS)
 
 
 def test_params_are_grouped_in_sections(dag, training_dag):

@@ -1,7 +1,7 @@
 """Operating the pipeline as a data centre does, with ``dag.test()`` on a real metadata DB, generated archives,
-real TensorFlow training and the local runner: train once over two days and promote, mask a third day with
-the production model, promote another version and re-run the day, a late product, and failing stages that
-must fail their runs.
+real TensorFlow training and the local runner: train both model kinds once over two days and promote each, mask a
+third day with the production model, promote another version and re-run the day, a late product, and failing
+stages that must fail their runs.
 """
 
 from __future__ import annotations
@@ -79,24 +79,34 @@ def summary(data_root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(dags, archive, tmp_path_factory):
-    """Train over two days, promote: the first production model."""
+    """Train both kinds (the default) over two days, promote: the first production model of each kind."""
     data_root = tmp_path_factory.mktemp("data")
     dag_run = train(dags[0], archive, data_root, promote=True)
     assert dag_run.state == "success", states(dag_run)
+    labels = {ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id.startswith("train_kind.")}
+    assert labels == {"day", "thermal"}, "each kind's instances are labelled with the kind"
     return data_root
 
 
-def test_training_registers_an_evaluated_version_and_promotes_it(trained):
+def test_training_registers_an_evaluated_version_of_each_kind_and_promotes_it(trained):
     registry = ModelRegistry(trained)
-    (version,) = registry.versions()
-    assert registry.production_name() == version.name == "v1"
-    assert version.info["period"] == {"start": "2024-06-01", "end": "2024-06-03"}
-    trained_on = {name.split("____")[1][:8] for name in version.info["train_products"] + version.info["test_products"]}
-    assert trained_on == {"20240601", "20240602"}, "the period's products, not the masked day's"
-    metrics = json.loads(version.files.metrics.read_text())["candidate"]
-    assert metrics["pixels"] > 0 and {"accuracy", "precision", "recall", "f1", "majority_rate"} <= set(metrics)
-    assert "Held-out" in version.files.card.read_text() or "held-out" in version.files.card.read_text()
-    assert [p["version"] for p in registry.promotions()] == ["v1"]
+    versions = {version.kind: version for version in registry.versions()}
+    assert sorted(versions) == ["day", "thermal"] and len(registry.versions()) == 2
+    assert {kind: registry.production_name(kind) for kind in versions} == {k: v.name for k, v in versions.items()}
+    night = {path.stem for day in TRAIN_DAYS for path in DataRoot(trained).hdf_split(day, "night").glob("*.h5")}
+    assert night, "the sample archive has night products"
+    for kind, version in versions.items():
+        assert version.info["period"] == {"start": "2024-06-01", "end": "2024-06-03"}
+        products = version.info["train_products"] + version.info["test_products"]
+        assert {name.split("____")[1][:8] for name in products} <= {"20240601", "20240602"}, "the period's products"
+        assert bool(night & set(products)) == (kind == "thermal"), "night products train the thermal model only"
+        metrics = json.loads(version.files.metrics.read_text())["candidate"]
+        assert metrics["pixels"] > 0 and metrics["kind"] == kind
+        assert {"accuracy", "precision", "recall", "f1", "majority_rate"} <= set(metrics)
+        assert "held-out" in version.files.card.read_text() and f"{kind} model" in version.files.card.read_text()
+    assert len(versions["thermal"].info["input_channels"]) == 5
+    promoted = sorted((p["kind"], p["version"]) for p in registry.promotions())
+    assert promoted == [("day", versions["day"].name), ("thermal", versions["thermal"].name)]
 
 
 def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(dags, archive, trained, tmp_path):
@@ -112,13 +122,14 @@ def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(
     assert len(labels) == PRODUCTS_PER_DAY and all(label.startswith("2024-06-03 S3") for label in labels)
 
     other = install_model(trained, registry.version("v1").files.model, key="retrained")  # promoted
-    assert registry.production_name() == other.name == "v2"
+    assert registry.production_name() == other.name == "v3"
     dag_run = mask(dags[1], archive, trained)
     assert dag_run.state == "success", states(dag_run)
     items = sorted(p.name for p in catalogue.rglob("*.json") if p.name.startswith(("S3", "v")))
-    assert items == sorted([f"{stem}.json" for stem in first] + ["v1.json", "v2.json"]), "re-masked, not duplicated"
-    assert mask_models(trained) == dict.fromkeys(first, (("v2", other.sha256),)), "another version's masks redone"
-    assert summary(trained)["model"] == {"version": "v2", "sha256": other.sha256}
+    expected = [f"{stem}.json" for stem in first] + ["v1.json", "v2.json", "v3.json"]
+    assert items == sorted(expected), "re-masked, not duplicated"
+    assert mask_models(trained) == dict.fromkeys(first, (("v3", other.sha256),)), "another version's masks redone"
+    assert summary(trained)["model"] == {"version": "v3", "sha256": other.sha256}
 
 
 def test_a_late_product_is_the_only_one_processed_on_re_run(dags, archive, trained, tmp_path):
@@ -140,12 +151,20 @@ def test_a_late_product_is_the_only_one_processed_on_re_run(dags, archive, train
     assert summary(trained)["products"] == PRODUCTS_PER_DAY + 1
 
 
-def test_a_failing_training_fails_its_run(dags, archive, tmp_path):
-    dag_run = train(dags[0], archive, tmp_path, patch_size=512)  # larger than any product: nothing to train on
+def test_a_kind_that_cannot_train_fails_the_run_but_not_the_other_kind(dags, tmp_path, capfd):
+    from cloud_tasks.sample import make_sample_archive
+
+    for day in TRAIN_DAYS:  # one day product a day: nothing the thermal model trains on
+        make_sample_archive(tmp_path / "archive", day, 1, grid="small", seed=30)
+    dag_run = train(dags[0], tmp_path / "archive", tmp_path / "data", promote=True)
     assert dag_run.state == "failed"
     found = states(dag_run)
-    assert found[("train", -1)] == "failed" and found[("report", -1)] == "failed"
-    assert ModelRegistry(tmp_path).versions() == []
+    assert found[("train_kind.train", 1)] == "failed" and found[("report", -1)] == "failed"
+    assert found[("train_kind.register", 0)] == found[("train_kind.promote", 0)] == "success"
+    registry = ModelRegistry(tmp_path / "data")
+    assert [v.kind for v in registry.versions()] == ["day"] and registry.production_name("day") == "v1"
+    assert registry.production_name("thermal") is None
+    assert "a thermal model trains on products with night or twilight pixels" in "".join(capfd.readouterr())
 
 
 def test_a_failing_mask_stage_fails_the_run_and_the_summary_says_so(dags, archive, tmp_path):

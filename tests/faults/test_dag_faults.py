@@ -170,6 +170,8 @@ BAD_CONF = {
     "impossible date": (DAILY, {"date": "2024-02-30"}, "date: '2024-02-30' is not a 'date'"),
     "model path not a version": (DAILY, {"model": "/tmp/m.keras"}, "model: '/tmp/m.keras' does not match"),
     "unknown holdout": (TRAINING, {"holdout": "random"}, "holdout: 'random' is not one of ['products', 'days']"),
+    "unknown model kind": (TRAINING, {"kinds": ["day", "night"]}, "kinds: 'night' is not one of ['day', 'thermal']"),
+    "no model kind": (TRAINING, {"kinds": []}, "kinds: [] should be non-empty"),
 }
 
 
