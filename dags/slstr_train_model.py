@@ -4,9 +4,9 @@
 Trains the U-Net once on a chosen period, evaluates it on products it never saw, and registers it as a
 new **model version** in the model registry (`<data_root>/registry`). Triggered by hand.
 
-**Stages:** `plan` (the period's products, the run's key) -> per chunk of products (mapped, labelled
-with the day and product): `extract` -> `convert` (the daily DAG's own functions: what is converted
-already is kept) -> `training_set` (file lists: training products, and held-out ones when holding
+**Stages:** `plan` (the period's products, the run's key) -> `process_chunk` (one mapped instance per
+chunk of products, labelled with the day and product: extract, then convert, as the daily DAG does; what
+is converted already is kept) -> `training_set` (file lists: training products, and held-out ones when holding
 out by day) -> `train` (resumable: a re-run with the same products and options continues the same
 training folder) -> `register` (scores the candidate, and the production model, on the held-out
 products; writes `metrics.json` and a model card; copies the run into version `vN`, read-only) ->
