@@ -13,17 +13,25 @@ from cloud_tasks.cli import build_parser, main
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.ml.options import TrainOptions
-from cloud_tasks.planning import DayRun, PlanError, chunk_label, chunk_products, plan_day, plan_training
+from cloud_tasks.planning import (
+    MAX_MAPPED_INSTANCES,
+    DayRun,
+    PlanError,
+    chunk_label,
+    chunk_products,
+    plan_day,
+    plan_training,
+)
 
 NAME = "S3A_SL_1_RBT____20240601T011916_20240601T012216_20240601T050721_0179_113_074_1787_LN2_O_NT_004"
 MIDNIGHT = dt.datetime.combine(SAMPLE_DATE, dt.time(), tzinfo=dt.UTC)
 INTERVAL = (MIDNIGHT, MIDNIGHT + dt.timedelta(days=1))
 
 
-def test_a_day_of_two_missions_maps_to_a_few_hundred_instances():
+def test_a_day_of_two_missions_maps_to_a_bounded_number_of_instances():
     products = [f"/a/{NAME[:-3]}{i:03d}.zip" for i in range(2000)]
     chunks = chunk_products({"2024-06-01": products}, chunk_size=1)
-    assert len(chunks) <= 256 and {c["day"] for c in chunks} == {"2024-06-01"}
+    assert len(chunks) <= MAX_MAPPED_INSTANCES and {c["day"] for c in chunks} == {"2024-06-01"}
     assert [p for chunk in chunks for p in chunk["products"]] == products
     small = chunk_products({"2024-06-02": products[4:6], "2024-06-01": products[:4]}, chunk_size=3)
     assert [(c["day"], len(c["products"])) for c in small] == [("2024-06-01", 3), ("2024-06-01", 1), ("2024-06-02", 2)]
@@ -75,9 +83,12 @@ def test_each_kind_masks_with_its_own_production_model(sample_archive, tmp_path,
     day = install_model(root, untrained_model, key="day")
     asked = params(sample_archive, tmp_path, date="2024-06-01")
     plan = plan_day(asked)
-    assert plan.model == day and plan.thermal_model is None and plan.notes == [
-        f"no thermal model in production in {DataRoot(root).registry.folder}: night products not masked"
-    ]
+    assert (
+        plan.model == day
+        and plan.thermal_model is None
+        and plan.notes
+        == [f"no thermal model in production in {DataRoot(root).registry.folder}: night products not masked"]
+    )
     parsed = build_parser().parse_args(plan.inference_arguments)
     assert (parsed.model, parsed.thermal_model) == (str(day.files.model), None)
     assert parsed.inputs == [str(DataRoot(root).hdf_split(SAMPLE_DATE, "day"))], "without a thermal model: day only"
