@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
         "\n## Airflow overhead: whole DAG run against the sum of its task durations\n",
         "Wall time runs from the run's creation to its end. Overhead is the part of it with no task running "
         "(scheduling, queueing, task process start-up), as a share of the summed task durations; through the "
-        "scheduler the two chunks' extract and convert run side by side, so the task time overlaps.\n",
+        "scheduler the two chunks (each extracted and converted by one task) run side by side, so the task time "
+        "overlaps.\n",
         table(
             ("run", "state", "wall seconds", "sum of task durations", "seconds with a task running", "overhead"),
             airflow_overhead(work, params),

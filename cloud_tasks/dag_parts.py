@@ -1,5 +1,5 @@
 """What the two DAGs share (needs the ``airflow`` extra): operations Params, retry policy, the mapped
-extract -> convert task group, the ML step settings and the end-of-run check that makes a run's state
+extract-and-convert task, the ML step settings and the end-of-run check that makes a run's state
 tell the truth. Light at import (``airflow.sdk`` only): the DAG files import it at parse time.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import Asset, Param, get_current_context, task, task_group
+from airflow.sdk import Asset, Param, get_current_context, task
 
 from cloud_tasks.deployment import Deployment
 from cloud_tasks.planning import DEFAULT_CHUNK_SIZE
@@ -68,7 +68,7 @@ def operation_params() -> dict[str, Param]:
             minimum=1,
             maximum=1000,
             section=OPERATIONS,
-            description="Products per mapped extract/convert instance (at least).",
+            description="Products per mapped extract-and-convert instance (at least).",
         ),
         "keep_extracted": Param(
             False, type="boolean", section=OPERATIONS, description="Keep extracted .SEN3 folders after conversion."
@@ -113,7 +113,7 @@ def _fail_on_bad_input(exc: Exception) -> None:
 
 @task
 def make_chunks(plan: dict) -> list[dict]:
-    """Group the run's products (by day) so that a run maps at most a few hundred instances."""
+    """Group the run's products (by day) so that a run maps a bounded number of instances (``chunk_products``)."""
     from cloud_tasks.planning import chunk_products
 
     by_day = plan.get("chunks") or {plan["day"]: plan["products"]}
@@ -121,39 +121,21 @@ def make_chunks(plan: dict) -> list[dict]:
     return [{**chunk, "data_root": plan["data_root"]} for chunk in chunks]
 
 
-@task_group
-def process_chunk(chunk: dict):
-    """Extract and convert one chunk of products (``{"day", "products", "data_root"}``)."""
+@task(map_index_template="{{ chunk_label }}")
+def process_chunk(chunk: dict) -> None:
+    """Extract and convert one chunk of products (``{"day", "products", "data_root"}``): one mapped instance
+    per chunk, returning nothing (no XCom row per chunk: nobody reads one)."""
+    from cloud_tasks.pipeline import extract_and_convert
+    from cloud_tasks.planning import DayRun, chunk_label
 
-    @task(map_index_template="{{ chunk_label }}")
-    def extract(chunk: dict) -> list[str]:
-        """Unzip the chunk's products (skipping those already converted)."""
-        from cloud_tasks.pipeline import extract_chunk
-        from cloud_tasks.planning import DayRun, chunk_label
-
-        get_current_context()["chunk_label"] = chunk_label(chunk)
-        try:
-            return extract_chunk(chunk["products"], DayRun.of(chunk["day"], chunk["data_root"]))
-        except Exception as exc:
-            _fail_on_bad_input(exc)
-            raise
-
-    @task(map_index_template="{{ chunk_label }}", trigger_rule="all_done")
-    def convert(chunk: dict) -> list[str]:
-        """Convert the chunk's extracted products to HDF5; runs even if some extractions failed."""
-        from cloud_tasks.pipeline import convert_chunk
-        from cloud_tasks.planning import DayRun, chunk_label
-
-        context = get_current_context()
-        context["chunk_label"] = chunk_label(chunk)
-        run = DayRun.of(chunk["day"], chunk["data_root"])
-        try:
-            return convert_chunk(chunk["products"], run, keep_extracted=context["params"]["keep_extracted"])
-        except Exception as exc:
-            _fail_on_bad_input(exc)
-            raise
-
-    extract(chunk) >> convert(chunk)
+    context = get_current_context()
+    context["chunk_label"] = chunk_label(chunk)
+    run = DayRun.of(chunk["day"], chunk["data_root"])
+    try:
+        extract_and_convert(chunk["products"], run, keep_extracted=context["params"]["keep_extracted"])
+    except Exception as exc:
+        _fail_on_bad_input(exc)
+        raise
 
 
 def task_states(context) -> dict[str, str]:

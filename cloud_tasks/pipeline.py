@@ -40,14 +40,56 @@ def extract_chunk(zips: list[str], run: DayRun) -> list[str]:
 
 
 def convert_chunk(zips: list[str], run: DayRun, *, keep_extracted: bool = False) -> list[str]:
-    """Convert a chunk's extracted products; those whose extraction failed are left to that failure.
+    """Convert a chunk's products extracted by an earlier step; return the chunk's HDF5 files. A product left
+    unconverted (a failed conversion, or no extracted folder) fails the chunk after the others are converted."""
+    from cloud_tasks.errors import BatchFailures
 
-    Unless ``keep_extracted``, a product's extracted folder is removed once its HDF5 file exists. A product
-    left unconverted (a failed conversion, or no extracted folder) fails the chunk after the others are
-    converted: clearing the failed instances of a run then re-runs this conversion too.
+    converted, failures, not_extracted = _convert_extracted(zips, run, keep_extracted=keep_extracted)
+    failures += _not_extracted(not_extracted)
+    if failures:
+        raise BatchFailures("convert", failures, converted, len(zips))
+    return converted
+
+
+def extract_and_convert(zips: list[str], run: DayRun, *, keep_extracted: bool = False) -> list[str]:
+    """Extract then convert a chunk's products (what one mapped instance of the DAGs does); return its HDF5 files.
+
+    The products that extracted are converted even when others did not; then the chunk fails naming every bad
+    product with its own error: the extraction's for a product that did not extract, else the conversion's.
+    A full disk stops the chunk at once (``DiskFullError``: a retry once space is freed, not a bad product).
+    """
+    from cloud_tasks.errors import BatchFailures
+
+    try:
+        extract_chunk(zips, run)
+        extract_failures = []
+    except BatchFailures as exc:
+        extract_failures = exc.failures  # one per product not extracted (its folder is named after its zip)
+    converted, failures, not_extracted = _convert_extracted(zips, run, keep_extracted=keep_extracted)
+    # a product neither extracted nor reported by the extraction (its folder removed meanwhile) is named too
+    failures = extract_failures + failures + (_not_extracted(not_extracted) if not extract_failures else [])
+    if failures:
+        raise BatchFailures("extract and convert", failures, converted, len(zips))
+    return converted
+
+
+def _not_extracted(folders: list[Path]) -> list[CloudTasksError]:
+    from cloud_tasks.errors import InputError
+
+    return [InputError(folder, "was not extracted (see the extraction's error in the log)") for folder in folders]
+
+
+def _convert_extracted(
+    zips: list[str], run: DayRun, *, keep_extracted: bool
+) -> tuple[list[str], list[CloudTasksError], list[Path]]:
+    """Convert the chunk's extracted products not converted yet: the chunk's HDF5 files, the conversion
+    failures, and the folders of the products neither converted nor extracted.
+
+    Unless ``keep_extracted``, the extracted folders are removed afterwards, a failed product's too: a re-run
+    extracts it again from its zip as it is then (replaced, once the error is seen), not from a stale copy.
     """
     from cloud_tasks.convert import convert_products, existing_output
-    from cloud_tasks.errors import BatchFailures, InputError
+    from cloud_tasks.errors import BatchFailures
 
     hdf = run.data.hdf(run.day)
     stems = [ProductName.parse(z).stem for z in zips]
@@ -56,21 +98,17 @@ def convert_chunk(zips: list[str], run: DayRun, *, keep_extracted: bool = False)
         folder = run.data.extracted_product(run.day, stem)
         if existing_output(hdf, stem) is None:
             (todo if folder.is_dir() else not_extracted).append(folder)
-    failures = [InputError(folder, "was not extracted (see its extract task)") for folder in not_extracted]
+    failures: list[CloudTasksError] = []
     try:
         convert_products(todo, hdf, keep_going=True)
     except BatchFailures as exc:
-        failures = exc.failures + failures
+        failures = exc.failures
     finally:
-        done = {stem: existing_output(hdf, stem) for stem in stems}
         if not keep_extracted:
-            for stem, path in done.items():
-                if path is not None:
-                    shutil.rmtree(run.data.extracted_product(run.day, stem), ignore_errors=True)
-    converted = [str(path) for path in done.values() if path is not None]
-    if failures:
-        raise BatchFailures("convert", failures, converted, len(stems))
-    return converted
+            for stem in stems:
+                shutil.rmtree(run.data.extracted_product(run.day, stem), ignore_errors=True)
+    done = [existing_output(hdf, stem) for stem in stems]
+    return [str(path) for path in done if path is not None], failures, not_extracted
 
 
 def run_ml_step(arguments: list[str]) -> None:
@@ -217,9 +255,7 @@ def write_training_lists(
 def convert_period(chunks: list[dict], data_root: str | Path) -> None:
     """Extract and convert chunks of products one after the other (the ``pipeline`` command's way)."""
     for chunk in chunks:
-        run = DayRun.of(chunk["day"], data_root)
-        extract_chunk(chunk["products"], run)
-        convert_chunk(chunk["products"], run)
+        extract_and_convert(chunk["products"], DayRun.of(chunk["day"], data_root))
 
 
 def train_and_register(plan: TrainingPlan) -> str:

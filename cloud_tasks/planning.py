@@ -21,7 +21,7 @@ from cloud_tasks.naming import MISSIONS, ProductName
 from cloud_tasks.registry import KINDS, NO_MODEL, PRODUCTION, ModelRegistry, Version
 
 DEFAULT_CHUNK_SIZE = 8  # products per mapped convert instance (at least)
-MAX_MAPPED_INSTANCES = 256  # well below [core] max_map_length (1024): the scheduler stays responsive
+MAX_MAPPED_INSTANCES = 64  # big days get bigger chunks: the scheduler's CPU grows faster than the instances
 MANUAL = "manual"  # Airflow's run type of a triggered run; scheduled and backfill runs own their interval
 HOLDOUTS = ("products", "days")  # how a training run keeps products for its evaluation
 

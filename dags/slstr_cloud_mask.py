@@ -5,9 +5,9 @@ Masks each day of Sentinel-3 SLSTR L1 RBT products from a CEDA-like archive with
 models** of the model registry (day and thermal) (trained and registered by `slstr_train_model`, promoted by a person),
 and checks the masks against SST buoy match-ups.
 
-**Stages:** `plan` (waits for the day's products; decides the model) -> per chunk of products (mapped,
-labelled with the day and product): `extract` -> `convert` (NetCDF -> HDF5) -> `converted` -> `mask`
-(inference with the models) -> [`sst_comparison`, `catalogue`] -> `summary`.
+**Stages:** `plan` (waits for the day's products; decides the model) -> `process_chunk` (one mapped
+instance per chunk of products, labelled with the day and product: extract, then convert NetCDF -> HDF5)
+-> `converted` -> `mask` (inference with the models) -> [`sst_comparison`, `catalogue`] -> `summary`.
 
 **Which day:** a scheduled or backfill run processes its own data interval (one UTC day); a `date` in
 its conf naming another day is refused. A manual run takes the `date` param (or the `file_list`), else
@@ -23,12 +23,12 @@ the masks record which (`model_used`) and both versions with their SHA-256; a ma
 is made again, one made by the same kept. With no day model in production yet, `mask` is skipped; with no
 thermal model, night products are not masked; the summary says so.
 
-**Failure policy:** a bad product fails its own `extract`/`convert` instance at once (no retry: a
-retry cannot fix a corrupt file); transient faults are retried with a bounded back-off. The other
-products go on. `summary` always runs, writes the day's summary (what was converted and masked by
-this run's model, each failed stage and product) and fails when anything failed, so the run's state
-is the truth. After fixing an input, clear the failed instances: `converted` and everything after
-them wait for the re-run.
+**Failure policy:** a bad product fails its chunk's `process_chunk` instance at once, naming each bad
+product with its own error (no retry: a retry cannot fix a corrupt file); transient faults are retried
+with a bounded back-off. The other products go on. `summary` always runs, writes the day's summary
+(what was converted and masked by this run's model, each failed stage and product) and fails when
+anything failed, so the run's state is the truth. After fixing an input, clear the failed instances:
+`converted` and everything after them wait for the re-run.
 
 **Outputs** (keyed by date and product, never by run id): see `cloud_tasks/layout.py`.
 """

@@ -5,14 +5,15 @@ Trains the U-Net of each model kind the `kinds` param names (`day`: nine channel
 brightness temperatures, the night and twilight pixels) on a chosen period, evaluates each on products it never
 saw, and registers each as a new **model version** in the model registry (`<data_root>/registry`). Triggered by hand.
 
-**Stages:** `plan` (the period's products, one run per kind with its key) -> per chunk of products (mapped,
-labelled with the day and product): `extract` -> `convert` (the daily DAG's own functions: what is converted
-already is kept) -> per kind (the `train_kind` group, mapped, labelled with the kind; a kind's failure leaves the
-others going): `training_set` (file lists: the kind's products, day-split ones for the day kind, both splits for
-the thermal kind; and held-out ones when holding out by day) -> `train` (resumable: a re-run with the same
-products and options continues the same training folder) -> `register` (scores the candidate, and its kind's
-production model, on the held-out products; writes `metrics.json` and a model card; copies the run into version
-`vN`, read-only) -> `promote` (to its kind's production alias, only when the `promote` param is set) -> `report`.
+**Stages:** `plan` (the period's products, one run per kind with its key) -> `process_chunk` (one mapped
+instance per chunk of products, labelled with the day and product: extract, then convert, as the daily DAG does;
+what is converted already is kept) -> per kind (the `train_kind` group, mapped, labelled with the kind; a kind's
+failure leaves the others going): `training_set` (file lists: the kind's products, day-split ones for the day
+kind, both splits for the thermal kind; and held-out ones when holding out by day) -> `train` (resumable: a re-run
+with the same products and options continues the same training folder) -> `register` (scores the candidate, and
+its kind's production model, on the held-out products; writes `metrics.json` and a model card; copies the run into
+version `vN`, read-only) -> `promote` (to its kind's production alias, only when the `promote` param is set) ->
+`report`.
 
 **Held-out products:** `holdout=products` keeps the `1 - train_split` share of products out of
 training (split by product); `holdout=days` keeps the period's last day out entirely.

@@ -70,7 +70,7 @@ SHOWN_INLINE = {QUICKLOOK_SUFFIX}  # images the page shows; every other file is 
 # The daily DAG (dags/slstr_cloud_mask.py), whose runs made the days shown, and the tasks whose logs a day links to.
 DAG_ID = "slstr_cloud_mask"
 LOGGED_TASKS = ("plan", "mask", "sst_comparison", "summary")
-MAPPED_CONVERSION = "process_chunk.convert"  # one instance per chunk of products, labelled with the day
+MAPPED_CONVERSION = "process_chunk"  # one instance per chunk of products (extract and convert), labelled with the day
 RUNS_SHOWN = 20  # a day's runs listed at most (re-runs and backfills of one day are few)
 # The Airflow UI, relative to this page (<base>/cloud-masks/): right whatever path a proxy serves Airflow below.
 UI = "../"

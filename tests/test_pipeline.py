@@ -13,7 +13,15 @@ from cloud_tasks.cli import build_parser, main
 from cloud_tasks.errors import CloudTasksError
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.ml.options import TrainOptions
-from cloud_tasks.planning import DayRun, PlanError, chunk_label, chunk_products, plan_day, plan_training
+from cloud_tasks.planning import (
+    MAX_MAPPED_INSTANCES,
+    DayRun,
+    PlanError,
+    chunk_label,
+    chunk_products,
+    plan_day,
+    plan_training,
+)
 from cloud_tasks.registry import ModelRegistry
 
 NAME = "S3A_SL_1_RBT____20240601T011916_20240601T012216_20240601T050721_0179_113_074_1787_LN2_O_NT_004"
@@ -21,10 +29,10 @@ MIDNIGHT = dt.datetime.combine(SAMPLE_DATE, dt.time(), tzinfo=dt.UTC)
 INTERVAL = (MIDNIGHT, MIDNIGHT + dt.timedelta(days=1))
 
 
-def test_a_day_of_two_missions_maps_to_a_few_hundred_instances():
+def test_a_day_of_two_missions_maps_to_a_bounded_number_of_instances():
     products = [f"/a/{NAME[:-3]}{i:03d}.zip" for i in range(2000)]
     chunks = chunk_products({"2024-06-01": products}, chunk_size=1)
-    assert len(chunks) <= 256 and {c["day"] for c in chunks} == {"2024-06-01"}
+    assert len(chunks) <= MAX_MAPPED_INSTANCES and {c["day"] for c in chunks} == {"2024-06-01"}
     assert [p for chunk in chunks for p in chunk["products"]] == products
     small = chunk_products({"2024-06-02": products[4:6], "2024-06-01": products[:4]}, chunk_size=3)
     assert [(c["day"], len(c["products"])) for c in small] == [("2024-06-01", 3), ("2024-06-01", 1), ("2024-06-02", 2)]

@@ -54,9 +54,8 @@ def test_task_graph(dag):
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
         "plan": ["catalogue", "converted", "make_chunks", "sst_comparison"],
-        "make_chunks": ["process_chunk.convert", "process_chunk.extract"],
-        "process_chunk.extract": ["process_chunk.convert"],
-        "process_chunk.convert": ["converted", "summary"],
+        "make_chunks": ["process_chunk"],
+        "process_chunk": ["converted", "summary"],
         "converted": ["mask"],
         "mask": ["catalogue", "sst_comparison"],
         "catalogue": ["summary"],
@@ -72,7 +71,8 @@ def test_training_task_graph(training_dag):
     from airflow.sdk.definitions.taskgroup import MappedTaskGroup
 
     downstream = {task.task_id: sorted(task.downstream_task_ids) for task in training_dag.tasks}
-    assert downstream["process_chunk.convert"] == ["train_kind.training_set"]
+    assert downstream["make_chunks"] == ["process_chunk"]
+    assert downstream["process_chunk"] == ["train_kind.training_set"]
     assert downstream["kind_runs"] == ["train_kind.training_set"]
     assert downstream["train_kind.train"] == ["train_kind.register"]
     assert downstream["train_kind.register"] == ["train_kind.promote"]
@@ -101,15 +101,28 @@ def test_params_are_grouped_in_sections(dag, training_dag):
         assert sections["data_root"] == OPERATIONS and sections["missions"] == SCIENCE
 
 
-def test_extract_and_convert_are_mapped_with_product_labels(dag):
-    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+def test_one_mapped_instance_per_chunk_with_product_labels(dag, training_dag):
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    for task_id in ("process_chunk.extract", "process_chunk.convert"):
-        task = dag.get_task(task_id)
-        assert isinstance(task.get_closest_mapped_task_group(), MappedTaskGroup)
+    for each in (dag, training_dag):
+        task = each.get_task("process_chunk")
+        assert isinstance(task, MappedOperator) and task.get_closest_mapped_task_group() is None
         assert task.map_index_template == "{{ chunk_label }}"
-    assert dag.get_task("process_chunk.convert").trigger_rule == "all_done"
     assert dag.get_task("mask").pool == "gpu"
+
+
+def test_bad_input_fails_a_chunk_at_once_and_other_faults_retry(tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cloud_tasks.dag_parts import _fail_on_bad_input
+    from cloud_tasks.errors import BatchFailures, DiskFullError, InputError
+
+    bad, full = InputError(tmp_path / "a.zip", "not a zip archive"), DiskFullError(tmp_path / "b.h5")
+    for exc in (bad, BatchFailures("extract and convert", [bad, bad], [], 8)):
+        with pytest.raises(AirflowFailException):
+            _fail_on_bad_input(exc)
+    for exc in (full, BatchFailures("convert", [bad, full], [], 8), OSError("stale file handle")):
+        _fail_on_bad_input(exc)  # returns: the task raises the error itself, and is retried
 
 
 def test_schedule_has_daily_data_intervals(dag):

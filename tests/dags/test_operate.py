@@ -118,7 +118,7 @@ def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(
     assert summary(trained)["masked"] == len(first) and summary(trained)["model"]["version"] == "v1"
     catalogue = DataRoot(trained).catalogue.folder
     assert all(len(list(catalogue.rglob(f"{stem}.json"))) == 1 for stem in first), "a STAC Item per mask"
-    labels = [ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id == "process_chunk.extract"]
+    labels = [ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id == "process_chunk"]
     assert len(labels) == PRODUCTS_PER_DAY and all(label.startswith("2024-06-03 S3") for label in labels)
 
     other = install_model(trained, registry.version("v1").files.model, key="retrained")  # promoted

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,15 @@ def tmpfs(tmp_path):
 def resize_tmpfs(folder: Path, size_bytes: int) -> None:
     """Grow a mounted tmpfs in place (its files are kept): space freed, as an operator would."""
     subprocess.run(["mount", "-o", f"remount,size={size_bytes}", str(folder)], check=True)
+
+
+def truncate_member(zip_path: Path, member_name: str) -> None:
+    """Rewrite a zip with one member cut to half its length: a valid zip holding a broken NetCDF file."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, data[: len(data) // 2] if info.filename.endswith(member_name) else data)
 
 
 def copy_product(product: Path, folder: Path) -> Path:

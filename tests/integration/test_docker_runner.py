@@ -18,7 +18,6 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from models import install_model
@@ -26,6 +25,8 @@ from models import install_model
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.operators import CloudTasksOperator, container_user
 from cloud_tasks.planning import DayRun, inference_command
+from cloud_tasks.product import cf_mask
+from cloud_tasks.registry import ModelRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -156,8 +157,9 @@ def docker_run(dag, training_dag, archive, docker_engine, tmp_path_factory) -> t
 def test_train_register_and_mask_ran_in_locked_down_containers(docker_run, docker_engine):
     data_root, watch = docker_run
     data = DataRoot(data_root)
+    key = ModelRegistry(data_root).version("v1").info["key"]
     inputs = {  # what each step only reads: mounted read-only over the writable data root
-        "train": {str(data.root / "hdf"), str(data.registry.folder / "training")},
+        "train": {str(data.root / "hdf"), str(data.registry.training_list(key, "train"))},
         "models": set(),
         "inference": {str(data.hdf_split(DAY)), str(data.registry.version("v1").model)},
     }
@@ -182,7 +184,7 @@ def test_containers_wrote_the_model_and_masks_as_their_user(docker_run):
     day_products = sorted(p.name for p in data.hdf_split(DAY).glob("*.h5"))
     masks = data.masks(DAY).masks()
     assert summary["failed"] == [] and summary["masked"] == len(masks) == len(day_products) >= 1
-    assert [m.name for m in masks] == day_products
+    assert [m.stem for m in masks] == [Path(p).stem for p in day_products]
     written = [*masks, *data.masks(DAY).quicklooks()]
     assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {container_ids()}
     assert summary["sst"]["model"]["clear"] > 0
@@ -193,8 +195,8 @@ def test_docker_masks_match_the_local_runner(docker_run, local_run):
     local_masks = DataRoot(local_run).masks(DAY).masks()
     assert local_masks and [p.name for p in docker_masks.masks()] == [p.name for p in local_masks]
     for local_path in local_masks:
-        with h5py.File(local_path) as local, h5py.File(docker_masks.folder / local_path.name) as docker:
-            a, b = local["mask"][...], docker["mask"][...]
+        a = cf_mask.read_mask(local_path).probability
+        b = cf_mask.read_mask(docker_masks.folder / local_path.name).probability
         valid = np.isfinite(a)
         assert np.array_equal(valid, np.isfinite(b)), f"{local_path.name}: the masks' valid pixels differ"
         max_diff = float(np.max(np.abs(a[valid] - b[valid])))

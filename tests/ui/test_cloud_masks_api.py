@@ -347,7 +347,7 @@ def test_a_day_lists_the_runs_that_processed_it_with_their_logs(client, airflow_
     run = next(run for run in ours if run["run_id"] == "ui__scheduled")
     assert run["url"] == "../dags/slstr_cloud_mask/runs/ui__scheduled" and run["state"] == "success"
     assert run["logs"]["mask"] == "../dags/slstr_cloud_mask/runs/ui__scheduled/tasks/mask"
-    assert run["conversions"] == "../dags/slstr_cloud_mask/runs/ui__scheduled/tasks/process_chunk.convert/mapped"
+    assert run["conversions"] == "../dags/slstr_cloud_mask/runs/ui__scheduled/tasks/process_chunk/mapped"
     assert listed["runs_naming"] == f"../dags/slstr_cloud_mask/runs?conf_contains={RUNS_DAY}"
     page = client.get("/", params={"day": RUNS_DAY.isoformat()}).text
     assert 'href="../dags/slstr_cloud_mask/runs/ui__manual_for_the_day/tasks/summary" target="_top"' in page
