@@ -20,7 +20,7 @@ from cloud_tasks.ml.options import TrainOptions
 from cloud_tasks.naming import MISSIONS, ProductName
 from cloud_tasks.registry import KINDS, NO_MODEL, PRODUCTION, ModelRegistry, Version
 
-DEFAULT_CHUNK_SIZE = 8  # products per mapped convert instance (at least)
+DEFAULT_CHUNK_SIZE = 8  # products per mapped extract-and-convert instance (at least)
 MAX_MAPPED_INSTANCES = 64  # big days get bigger chunks: the scheduler's CPU grows faster than the instances
 MANUAL = "manual"  # Airflow's run type of a triggered run; scheduled and backfill runs own their interval
 HOLDOUTS = ("products", "days")  # how a training run keeps products for its evaluation
@@ -45,7 +45,7 @@ class DayRun:
 
 def chunk_products(by_day: dict[str, list[str]], chunk_size: int, max_chunks: int = MAX_MAPPED_INSTANCES) -> list:
     """Split each day's products into chunks ``{"day", "products"}`` of ``chunk_size``, enlarged so that at
-    most about ``max_chunks`` remain: a day of S3A + S3B (~2000 products) at size 1 becomes 250 chunks of 8.
+    most about ``max_chunks`` remain: a day of S3A + S3B (~2000 products) at size 1 becomes 63 chunks of 32.
 
     Deterministic for a given product set, so that a product keeps its map index across re-runs.
     """
