@@ -1,14 +1,15 @@
 """``sst-comp``: compare SST retrievals over pixels the model and the Bayesian mask call clear.
 
-The match-up table pairs buoy SSTs with SLSTR D2 retrievals (``sat_sst_2``) at one 1 km pixel of
-one product. After the reference's filters, each match-up is looked up in the mask product of its
-product (the CF-NetCDF file inference writes, ``layout.MaskFiles.mask``, found in or below MASKS_DIR, read
-with ``cloud_tasks.product.cf_mask.read_mask``), and the difference ``d = sat_sst_2 - (isst + 273.15)`` is
-summarised over the pixels each mask calls clear: count, median and robust standard deviation (1.4826 x
-median absolute deviation). The model mask's clear pixels are those its ``cloud_mask`` calls clear (decided
-on the model's unrounded output with the mask's own threshold); pixels without data are neither clear nor
-counted in the agreement. With ``--threshold`` the decision is taken again on the stored probability, which
-is rounded to 0.01.
+The match-up table pairs buoy SSTs with SLSTR retrievals at one 1 km pixel of one product. After the reference's
+filters (its algorithm filter widened: D2, ``sat_sst_2``, as the reference, and N3, ``sat_sst_1``, the three-channel
+night algorithm the reference dropped: ``RETRIEVALS``), each match-up is looked up in the mask product of its
+product (the CF-NetCDF file inference writes, ``layout.MaskFiles.mask``, found in or below MASKS_DIR, read with
+``cloud_tasks.product.cf_mask.read_mask``), and the difference ``d = retrieval - (isst + 273.15)`` of the match-up's
+own algorithm is summarised over the pixels each mask calls clear: count, median and robust standard deviation
+(1.4826 x median absolute deviation). The model mask's clear pixels are those its ``cloud_mask`` calls clear
+(decided on the model's unrounded output with the mask's own threshold); pixels without data are neither clear nor
+counted in the agreement. With ``--threshold`` the decision is taken again on the stored probability, which is
+rounded to 0.01.
 
 Day and night (``DAYLIGHT_RULE``): a match-up is *day* when its pixel was masked by the day model, *night*
 when by the thermal model; the statistics are reported over all match-ups and over each apart.
@@ -46,7 +47,10 @@ log = logging.getLogger(__name__)
 KELVIN = 273.15
 MAD_TO_SD = 1.4826  # robust SD = 1.4826 x MAD estimates the SD of a normal distribution
 BAYES_CLEAR_BELOW = 0.9  # Bayesian clear: pcloudn < 0.9 and pcloudo < 0.9
-D2_ALGORITHM = 4  # sst_algorithm_type of D2, whose retrieval is sat_sst_2
+D2_ALGORITHM, N3_ALGORITHM = 4, 3  # sst_algorithm_type values
+# The retrieval column of each algorithm compared: D2 (the reference's, by day) and N3 (three channels, 3.7 um
+# included: at night only, where SST is retrieved best). A table without sat_sst_1 compares D2 only.
+RETRIEVALS = {D2_ALGORITHM: "sat_sst_2", N3_ALGORITHM: "sat_sst_1"}
 TABLE_KEY = "matchups"
 # Day and night match-ups by the model that masked their pixel (cf_mask.Model.kind -> daylight).
 DAYLIGHT = {"day": "day", "thermal": "night"}
@@ -58,7 +62,7 @@ DAYLIGHT_RULE = (
 )
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
 
-# Only the columns the comparison uses are required (sat_sst_0, 1 and 3 are not).
+# Only the columns the comparison needs are required (sat_sst_0, 1 and 3 are not; sat_sst_1 is used if present).
 REQUIRED_COLUMNS = (
     "isst",
     "slat",
@@ -87,7 +91,7 @@ FILTERS: tuple[tuple[str, str, Callable], ...] = (
     ("buoy_sst", "isst + 273.15 > 273.15", lambda t: t.isst + KELVIN > KELVIN),
     ("zenith", "satzan <= 55 and satzao <= 55", lambda t: (t.satzan <= 55) & (t.satzao <= 55)),
     ("quality", "quality_level == 5", lambda t: t.quality_level == 5),
-    ("algorithm", "sst_algorithm_type == 4 (D2)", lambda t: t.sst_algorithm_type == D2_ALGORITHM),
+    ("algorithm", "sst_algorithm_type == 4 (D2) or 3 (N3)", lambda t: t.sst_algorithm_type.isin(list(RETRIEVALS))),
 )
 
 
@@ -424,9 +428,15 @@ def daylight_at(mask: MaskProduct, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def classify(table):
-    """Add the difference ``d`` and the Bayesian mask's clear and cloudy flags to the matched rows."""
+    """Add the difference ``d`` (the row's algorithm's retrieval - buoy; NaN for N3 without ``sat_sst_1``) and the
+    Bayesian mask's clear and cloudy flags to the matched rows."""
+    import pandas as pd
+
+    # sat_sst_1 is optional, hence not checked on reading: a value that is not a number is no retrieval
+    n3 = pd.to_numeric(table["sat_sst_1"], errors="coerce") if "sat_sst_1" in table.columns else np.nan
+    retrieval = np.where(table["sst_algorithm_type"] == N3_ALGORITHM, n3, table["sat_sst_2"]).astype(np.float64)
     return table.assign(
-        d=table["sat_sst_2"] - (table["isst"] + KELVIN),
+        d=retrieval - (table["isst"] + KELVIN).to_numpy(),
         bayes_clear=(table["pcloudn"] < BAYES_CLEAR_BELOW) & (table["pcloudo"] < BAYES_CLEAR_BELOW),
         bayes_cloudy=table["bayes_in"] > 0,
     )
@@ -444,8 +454,8 @@ def build_report(table, mask_info: dict[str, dict], model_threshold) -> dict:
     models = {model for info in mask_info.values() for model in info["models"]}
     daylight = table["daylight"].to_numpy(dtype=object)
     return {
-        "algorithm": "D2 (sat_sst_2)",
-        "difference": "sat_sst_2 - (isst + 273.15), K",
+        "algorithm": "D2 (sat_sst_2) or N3 (sat_sst_1), the match-up's own",
+        "difference": "retrieval - (isst + 273.15), K",
         "filters": {name: rule for name, rule, _ in FILTERS},
         "threshold": threshold,
         "threshold_source": source,
@@ -479,7 +489,7 @@ def mask_statistics(table, *, matchups: bool = False) -> dict:
 
 def clear_stats(d: np.ndarray) -> dict:
     """Count, median and robust SD (1.4826 x MAD) of the finite differences in ``d``."""
-    d = d[np.isfinite(d)]  # a missing sat_sst_2 gives no difference to summarise
+    d = d[np.isfinite(d)]  # a missing retrieval gives no difference to summarise
     if d.size == 0:
         return {"clear": 0, "median": None, "robust_sd": None}
     median = float(np.median(d))
@@ -542,7 +552,7 @@ def plot_histogram(table, report: dict, path: Path) -> None:
         else:
             label = f"{name}: no clear match-up"
         ax.hist(d, bins=bins, histtype="step", linewidth=1.5, label=label)
-    ax.set_xlabel("sat_sst_2 - buoy SST (K)")
+    ax.set_xlabel("retrieval (D2 or N3) - buoy SST (K)")
     ax.set_ylabel("match-ups")
     ax.set_title("SLSTR D2 SST minus buoy SST over clear pixels")
     ax.legend(fontsize="small")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: generate a sample archive and run the product flow over it end to end with Airflow
 # (`airflow dags test`, embedded SQLite metadata DB, local runner): the training DAG trains, registers and
-# promotes a first model; the daily DAG masks the day with it. Then print where every output is.
+# promotes a first model of each kind (day, thermal); the daily DAG masks the day with them. Then print where every
+# output is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -29,7 +30,7 @@ airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1
 airflow pools set gpu 1 "ML steps on the GPUs" > /dev/null
 python -m cloud_tasks make-sample "$WORKDIR/archive" --date "$DATE" --products "$PRODUCTS" --grid small
 
-# 1. The training DAG: train a first model on the day, register it as a version and promote it.
+# 1. The training DAG: train a first model of each kind on the day, register them as versions and promote them.
 conf=$(python - "$WORKDIR" "$EPOCHS" "$DATE" <<'PY'
 import datetime as dt, json, sys
 workdir, epochs, date = sys.argv[1], int(sys.argv[2]), dt.date.fromisoformat(sys.argv[3])
@@ -41,7 +42,7 @@ PY
 airflow dags test slstr_train_model "$DATE" --conf "$conf" > "$WORKDIR/train-dag-test.log" 2>&1 \
   || { tail -50 "$WORKDIR/train-dag-test.log"; echo "training run failed: see $WORKDIR/train-dag-test.log" >&2; exit 1; }
 
-# 2. The daily DAG: mask the day with the production model, compare with SST match-ups.
+# 2. The daily DAG: mask the day with the production models, compare with SST match-ups, catalogue the masks.
 conf=$(python - "$WORKDIR" "$DATE" <<'PY'
 import json, sys
 workdir, date = sys.argv[1], sys.argv[2]
@@ -55,20 +56,21 @@ airflow dags test slstr_cloud_mask "$DATE" --conf "$conf" > "$WORKDIR/dag-test.l
 python - "$WORKDIR/data" "$DATE" <<'PY'
 import datetime as dt, json, sys
 from cloud_tasks.layout import DataRoot
+from cloud_tasks.sst import format_summary
 data, day = DataRoot(sys.argv[1]), dt.date.fromisoformat(sys.argv[2])
 summary = json.loads(data.summary(day).read_text())
 registry = data.registry
-version = summary["model"]["version"] if summary["model"] else None
-print(f"model {version} (production), registered in {registry.version(version).folder if version else registry.folder}")
+for model in summary["models"]:
+    print(f"{model['kind']} model {model['version']} (production): {registry.version(model['version']).folder}")
+names = " + ".join(model["version"] for model in summary["models"]) or "no model"
 print(f"DAG run of {day}: {summary['products']} products, converted {summary['converted']}, "
-      f"masked {summary['masked']} with {version}, failed {len(summary['failed'])}")
-sst = summary["sst"]
-if sst:
-    for mask in ("bayesian", "model"):
-        s = sst[mask]
-        print(f"  SST - buoy, {mask:8s} mask: {s['clear']:4d} clear match-ups, median {s['median']:+.3f} K, "
-              f"robust SD {s['robust_sd']:.3f} K")
-    print(f"  model/Bayesian agreement: {sst['agreement']:.3f}")
-print(f"quicklooks: {summary['masks']}/*.png")
+      f"masked {summary['masked']} with {names}, failed {len(summary['failed'])}")
+for note in summary["notes"]:
+    print(f"  note: {note}")
+if summary["sst"]:
+    print("\n".join("  " + line for line in format_summary(summary["sst"]).splitlines()))
+print(f"masks (CF-NetCDF) and quicklooks: {summary['masks']}/*.nc, *.png")
+print(f"STAC catalogue: {data.catalogue.root}")
+print(f"SST comparison: {data.sst(day).folder}")
 print(f"run summary: {data.summary(day)}")
 PY

@@ -318,6 +318,8 @@ def test_matchups(archive, products, specs):
         assert path.startswith("/neodc/") and 30 <= len(rows) <= 100
         if specs[stem].kind == "night":  # night retrievals: N2, N3R or N3
             assert rows.sst_algorithm_type.isin([1, 2, 3]).all()
+        if specs[stem].kind == "day":  # no N3 in sunlight
+            assert not rows.sst_algorithm_type.isin([3]).any()
         assert rows.x_cems.between(0, g.columns - 1).all() and rows.y_cems.between(0, g.rows - 1).all()
         lat = read(products[stem] / "geodetic_an.nc", "latitude_an")
         assert np.allclose(lat[2 * rows.y_cems, 2 * rows.x_cems], rows.latitude_an, atol=1e-9)

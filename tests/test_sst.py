@@ -133,7 +133,7 @@ def make_table() -> pd.DataFrame:
         {"satzan": 55.5},  # zenith
         {"satzao": 56.0},  # zenith
         {"quality_level": 4},  # quality
-        {"sst_algorithm_type": 3},  # algorithm
+        {"sst_algorithm_type": 1},  # algorithm (N2: neither D2 nor N3)
     ]
     rows += [{**good_row(rng, PRODUCT_A, 1, 1, 0), **change} for change in breaks]
     table = pd.DataFrame(rows)
@@ -317,6 +317,22 @@ def test_day_and_night_matchups_are_reported_apart(inputs, tmp_path):
     assert by_daylight["night"]["model"]["clear"] > 0 and by_daylight["day"]["bayesian"]["clear"] > 0
     pixels = pd.read_csv(SstFiles(tmp_path / "out").table, keep_default_na=False)
     assert [pixels["daylight"].tolist().count(light) for light in ("day", "night", "")] == [9, 2, 1]
+
+
+def test_night_matchups_compare_the_n3_retrieval(inputs, tmp_path):
+    """At night SLSTR retrieves SST with N3 (sat_sst_1, three channels); the reference's D2-only filter dropped
+    those match-ups. The same differences given as N3 retrievals at the night pixels give the same report."""
+    table, csv, masks_dir = inputs
+    as_d2 = sst.compare(csv, masks_dir, tmp_path / "d2")
+    at_night = table.index[NIGHT_ROWS]
+    table.loc[at_night, "sat_sst_1"] = table.loc[at_night, "sat_sst_2"]
+    table.loc[at_night, ["sat_sst_2", "sst_algorithm_type"]] = [np.nan, 3]
+    table.to_csv(csv, index=False)
+    assert without_inputs(sst.compare(csv, masks_dir, tmp_path / "n3")) == without_inputs(as_d2)
+
+    table.drop(columns="sat_sst_1").to_csv(csv, index=False)  # a table without N3 retrievals: D2 only
+    night = sst.compare(csv, masks_dir, tmp_path / "no-n3")["by_daylight"]["night"]
+    assert night["matchups"] == len(NIGHT_ROWS) and night["model"]["clear"] == night["bayesian"]["clear"] == 0
 
 
 def test_outputs(inputs, tmp_path):

@@ -40,8 +40,10 @@ MATCHUP_COLUMNS = (
 )
 
 
-# sst_algorithm_type by night: D2 -> N3, D3 -> N3R; the night ones (1 N2, 2 N3R, 3 N3) stay
+# sst_algorithm_type (1 N2, 2 N3R, 3 N3, 4 D2, 5 D3) by night: D2 -> N3, D3 -> N3R; by day N3 (3.7 um, unusable in
+# sunlight) -> D3
 NIGHT_ALGORITHM = np.array([0, 1, 2, 3, 3, 2])
+DAY_ALGORITHM = np.array([0, 1, 2, 5, 4, 5])
 
 
 def cems_path(name: ProductName, root: str = "/neodc") -> str:
@@ -86,7 +88,8 @@ def _retrievals(rng: np.random.Generator, truth: np.ndarray, is_cloudy: np.ndarr
     satzao[oblique] = rng.uniform(55.5, 60, oblique.sum())
     quality = np.where(rng.random(n) < 0.85, 5, rng.integers(0, 5, n))
     algorithm = np.where(rng.random(n) < 0.85, 4, rng.choice([1, 2, 3, 5], n))
-    algorithm[night] = NIGHT_ALGORITHM[algorithm[night]]  # no draw: day products' streams stay as they were
+    # no draw: the streams stay as they were
+    algorithm = np.where(night, NIGHT_ALGORITHM[algorithm], DAY_ALGORITHM[algorithm])
     contamination = is_cloudy * (2 + 8 * opacity) * rng.uniform(0.5, 1.5, n)  # cloud makes retrievals cold
     sat_sst = {
         f"sat_sst_{k}": truth + rng.normal(bias, sd, n) - contamination
