@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import shutil
-import stat
 import tempfile
 from pathlib import Path
 
 import pytest
+from products import REAL_PRODUCT, SAMPLE_DATE, writable_copy
 
 REPO = Path(__file__).resolve().parents[1]
 # Airflow reads its configuration when first imported: point it at a throw-away home with this
@@ -26,17 +24,6 @@ os.environ["CLOUD_TASKS_ARCHIVE_ROOTS"] = os.environ["CLOUD_TASKS_DATA_ROOTS"] =
 os.environ["CLOUD_TASKS_RUNNERS"] = "local,docker"
 os.environ["CLOUD_TASKS_IMAGES"] = "cloud-tasks-ml:latest,cloud-tasks-ml:test"  # docker/test-engine.sh builds :test
 os.environ["CLOUD_TASKS_GPU"] = "false"
-
-REAL_PRODUCT = next((Path(__file__).parents[1] / ".." / "shared" / "data" / "real-slstr-partial").glob("*.SEN3"))
-SAMPLE_DATE = dt.date(2024, 6, 1)
-
-
-def writable_copy(source: Path, destination: Path) -> Path:
-    """Copy a (read-only) product folder so that tests may complete or damage it."""
-    shutil.copytree(source, destination)
-    for path in [destination, *destination.iterdir()]:
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    return destination
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import h5py
 import netCDF4
 import numpy as np
 import pytest
-from conftest import writable_copy
+from products import REAL_PRODUCT, writable_copy
 
 from cloud_tasks.convert import convert_product, convert_products
 from cloud_tasks.errors import CloudTasksError, InputError
@@ -176,8 +176,6 @@ def test_fill_in_geodetic_in_is_nan(sample_products, tmp_path):
 
 def test_a_product_without_geodetic_in_is_refused_naming_it(tmp_path):
     """The real partial product lacks it until completed (``real_product`` is the completed one)."""
-    from conftest import REAL_PRODUCT
-
     assert not (REAL_PRODUCT / "geodetic_in.nc").exists()
     with pytest.raises(InputError, match=rf"^{REAL_PRODUCT / 'geodetic_in.nc'}: missing from the product$"):
         convert_product(REAL_PRODUCT, tmp_path / "out")

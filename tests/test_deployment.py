@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import SAMPLE_DATE
+from products import SAMPLE_DATE
 
 from cloud_tasks.deployment import Deployment, NotAllowedError
 from cloud_tasks.operators import CloudTasksOperator

@@ -15,10 +15,10 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
-from conftest import SAMPLE_DATE
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 from models import install_model
+from products import SAMPLE_DATE
 from test_product_cf_mask import high_priority_failures
 from test_product_stac import documents, validate
 

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import SAMPLE_DATE
+from products import SAMPLE_DATE
 
 from cloud_tasks.cli import build_parser, main
 from cloud_tasks.errors import CloudTasksError

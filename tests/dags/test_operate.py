@@ -16,7 +16,7 @@ from models import install_model
 
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.naming import ProductName
-from cloud_tasks.registry import ModelRegistry
+from cloud_tasks.registry import KINDS, PRODUCTION, ModelRegistry
 
 pytestmark = pytest.mark.slow
 
@@ -114,21 +114,23 @@ def test_a_day_is_masked_with_the_production_model_and_redone_after_a_promotion(
     dag_run = mask(dags[1], archive, trained)
     assert dag_run.state == "success", states(dag_run)
     first = mask_models(trained)
-    assert first and set(first.values()) == {(("v1", registry.version("v1").sha256),)}
-    assert summary(trained)["masked"] == len(first) and summary(trained)["model"]["version"] == "v1"
+    day, thermal = (registry.version(PRODUCTION, kind) for kind in KINDS)  # a mask records both: the day one first
+    assert first and set(first.values()) == {((day.name, day.sha256), (thermal.name, thermal.sha256))}
+    assert summary(trained)["masked"] == len(first) and summary(trained)["model"]["version"] == day.name
     catalogue = DataRoot(trained).catalogue.folder
     assert all(len(list(catalogue.rglob(f"{stem}.json"))) == 1 for stem in first), "a STAC Item per mask"
     labels = [ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id == "process_chunk"]
     assert len(labels) == PRODUCTS_PER_DAY and all(label.startswith("2024-06-03 S3") for label in labels)
 
-    other = install_model(trained, registry.version("v1").files.model, key="retrained")  # promoted
+    other = install_model(trained, day.files.model, key="retrained")  # promoted
     assert registry.production_name() == other.name == "v3"
     dag_run = mask(dags[1], archive, trained)
     assert dag_run.state == "success", states(dag_run)
     items = sorted(p.name for p in catalogue.rglob("*.json") if p.name.startswith(("S3", "v")))
     expected = [f"{stem}.json" for stem in first] + ["v1.json", "v2.json", "v3.json"]
     assert items == sorted(expected), "re-masked, not duplicated"
-    assert mask_models(trained) == dict.fromkeys(first, (("v3", other.sha256),)), "another version's masks redone"
+    redone = ((other.name, other.sha256), (thermal.name, thermal.sha256))
+    assert mask_models(trained) == dict.fromkeys(first, redone), "masks of another day model are made again"
     assert summary(trained)["model"] == {"version": "v3", "sha256": other.sha256}
 
 

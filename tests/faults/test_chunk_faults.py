@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_DATE
+from products import SAMPLE_DATE
 
 from cloud_tasks.convert import convert_product
 from cloud_tasks.errors import BatchFailures, DiskFullError
