@@ -1,10 +1,10 @@
 """Benchmark of ``convert-hdf`` on full-size generated products.
 
-    .venv/bin/python -m benchmarks.convert [--products 8] [--workdir .bench/convert]
+    .venv/bin/python -m benchmarks.convert [--products 8] [--rounds 2] [--workdir .bench/convert]
 
 Generates (once, cached in the workdir) a full-size sample archive, extracts it, then converts
-every product in ONE child process (interpreter start-up and imports excluded from the per-product
-figures) and prints per-product wall seconds, the child's peak RSS, the medians, and the speed-up
+every product in ONE child process per round (interpreter start-up and imports excluded from the
+per-product figures) and prints per-product wall seconds, the child's peak RSS, the medians, and the speed-up
 of 2 worker processes over 1. The reference implementation's figures (measured on a 2-core
 CPU machine like CI's) are printed beside ours as ratios.
 """
@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.figures import runs_note, spread, table
 
 REFERENCE_SECONDS = 6.3  # per full-size product, median, 2-core CPU
 REFERENCE_RSS_MB = 1650
@@ -86,29 +88,51 @@ def convert_with_workers(products: list[Path], out: Path, workers: int) -> float
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every measure (mean and range reported)")
     parser.add_argument("--workdir", type=Path, default=Path(".bench/convert"))
     args = parser.parse_args(argv)
 
     products = prepare(args.workdir, args.products)
-    rows = convert_in_child(products, args.workdir / "hdf")
-    print("| product | split | seconds | peak RSS (MB) |")
-    print("|---|---|---:|---:|")
-    for row in rows:
-        print(f"| {row['product'][:47]}… | {row['split']} | {row['seconds']:.3f} | {row['peak_rss_mb']:.0f} |")
-    seconds = statistics.median(r["seconds"] for r in rows)
-    day_seconds = statistics.median(r["seconds"] for r in rows if r["split"] == "day")
-    peak = max(r["peak_rss_mb"] for r in rows)
-    one = convert_with_workers(products, args.workdir / "hdf-1", 1)
-    two = convert_with_workers(products, args.workdir / "hdf-2", 2)
+    rounds = [convert_in_child(products, args.workdir / "hdf") for _ in range(args.rounds)]
+    print(per_product_table(rounds))
+    one, two = ([convert_with_workers(products, args.workdir / f"hdf-{n}", n) for _ in rounds] for n in (1, 2))
     print()
-    print("| figure | ours | reference | ratio (reference / ours) | target |")
-    print("|---|---:|---:|---:|---:|")
-    ref_s, ref_mb = REFERENCE_SECONDS, REFERENCE_RSS_MB
-    print(f"| median s/product (all) | {seconds:.3f} | {ref_s} | {ref_s / seconds:.1f}x | <= {TARGET_SECONDS} |")
-    print(f"| median s/product (day) | {day_seconds:.3f} | {ref_s} | {ref_s / day_seconds:.1f}x | |")
-    print(f"| peak RSS (MB) | {peak:.0f} | {ref_mb} | {ref_mb / peak:.1f}x | <= {TARGET_RSS_MB} |")
-    print(f"| {len(products)} products, 1 process, incl. start-up (s) | {one:.2f} | | | |")
-    print(f"| {len(products)} products, 2 processes, incl. start-up (s) | {two:.2f} | | speed-up {one / two:.2f}x | |")
+    print(summary_table(rounds, one, two))
+    print(f"\n{runs_note(args.rounds)}")
+
+
+def per_product_table(rounds: list[list[dict]]) -> str:
+    rows = [
+        (f"{first['product'][:47]}…", first["split"], spread([r[i]["seconds"] for r in rounds], 3))
+        for i, first in enumerate(rounds[0])
+    ]
+    return table(("product", "split", "seconds"), rows)
+
+
+def summary_table(rounds: list[list[dict]], one: list[float], two: list[float]) -> str:
+    """Medians over the products of each round, then their mean and range over the rounds."""
+    seconds = [statistics.median(r["seconds"] for r in rows) for rows in rounds]
+    day_seconds = [statistics.median(r["seconds"] for r in rows if r["split"] == "day") for rows in rounds]
+    peak = [max(r["peak_rss_mb"] for r in rows) for rows in rounds]
+    ref_s, ref_mb, n = REFERENCE_SECONDS, REFERENCE_RSS_MB, len(rounds[0])
+
+    def ratio(values: list[float], reference: float) -> str:
+        return f"{spread([reference / v for v in values])}x"
+
+    rows = [
+        ("median s/product (all)", spread(seconds, 3), ref_s, ratio(seconds, ref_s), f"<= {TARGET_SECONDS}"),
+        ("median s/product (day)", spread(day_seconds, 3), ref_s, ratio(day_seconds, ref_s), ""),
+        ("peak RSS (MB)", spread(peak, 0), ref_mb, ratio(peak, ref_mb), f"<= {TARGET_RSS_MB}"),
+        (f"{n} products, 1 process, incl. start-up (s)", spread(one, 2), "", "", ""),
+        (
+            f"{n} products, 2 processes, incl. start-up (s)",
+            spread(two, 2),
+            "",
+            f"speed-up {spread([a / b for a, b in zip(one, two, strict=True)], 2)}x",
+            "",
+        ),
+    ]
+    return table(("figure", "ours", "reference", "ratio (reference / ours)", "target"), rows)
 
 
 if __name__ == "__main__":

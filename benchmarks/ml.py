@@ -1,6 +1,6 @@
 """Benchmark of the ML stages on full-size synthetic products; prints a Markdown table.
 
-    .venv/bin/python benchmarks/ml.py [--products 4] [--rounds 2] [--workdir DIR]
+    .venv/bin/python -m benchmarks.ml [--products 4] [--rounds 2] [--workdir DIR]
 
 - Training: steady-state patches/s of ``model.fit`` (256 px patches, batch 8) fed by the real input
   pipeline (epoch 1 reading the HDF5 files, epoch 2 from the cache, and streamed without cache)
@@ -10,7 +10,7 @@
   own subprocess (the first product, which pays for importing TensorFlow, loading the model and
   tracing, is reported apart), and the subprocess's peak RSS.
 
-Each figure is the best of ``--rounds``: other processes on the machine can only slow a run down.
+Each figure is the mean of ``--rounds`` runs, with their range.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.figures import runs_note, spread, table
 from cloud_tasks.sample.grid import GRIDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ REFERENCE = {"train": "5.7", "inference": "7.7-9", "rss": "6.1"}  # the seed, as
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=4, help="full-size products to generate")
-    parser.add_argument("--rounds", type=int, default=2, help="repetitions of each measure (the best is kept)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every measure (mean and range reported)")
     parser.add_argument("--workdir", type=Path, help="keep the products and outputs here (default: a temp dir)")
     parser.add_argument("--child", nargs=4, metavar=("METHOD", "MODEL", "HDF", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -52,7 +53,7 @@ def main() -> None:
         work = args.workdir or Path(tmp)
         products = _products(work / "hdf", args.products)
         rates, model_path = _training(products, work, args.rounds)
-        inference = {method: _best_inference(method, model_path, work, args.rounds) for method in ("whole", "mosaic")}
+        inference = {method: _inference_runs(method, model_path, work, args.rounds) for method in ("whole", "mosaic")}
     _print_table(rates, inference, len(products))
 
 
@@ -62,8 +63,8 @@ def _products(folder: Path, n: int) -> list[Path]:
     return [write_product(folder, i, shape=FULL_SIZE) for i in range(n)]
 
 
-def _training(paths: list[Path], work: Path, rounds: int) -> tuple[dict[str, float], Path]:
-    """Best patches/s of each way of feeding one model; return them and the saved model."""
+def _training(paths: list[Path], work: Path, rounds: int) -> tuple[dict[str, list[float]], Path]:
+    """Patches/s of each way of feeding one model, one per round; return them and the saved model."""
     import keras
     import numpy as np
 
@@ -81,7 +82,7 @@ def _training(paths: list[Path], work: Path, rounds: int) -> tuple[dict[str, flo
     x, y = (np.concatenate([b[i].numpy() for b in batches]) for i in (0, 1))
     model = compile_unet(build_unet())
     model.fit(x[: 2 * BATCH], y[: 2 * BATCH], batch_size=BATCH, verbose=0)  # trace the train step once
-    rates: dict[str, float] = {}
+    rates: dict[str, list[float]] = {}
     for _ in range(rounds):
         cached = dataset()
         runs = {
@@ -91,7 +92,7 @@ def _training(paths: list[Path], work: Path, rounds: int) -> tuple[dict[str, flo
             IN_MEMORY: ((x, y), {"batch_size": BATCH}),
         }
         for name, (fit_args, fit_kwargs) in runs.items():
-            rates[name] = max(rates.get(name, 0.0), _rate(model, n_patches, *fit_args, **fit_kwargs))
+            rates.setdefault(name, []).append(_rate(model, n_patches, *fit_args, **fit_kwargs))
     return rates, save_model(model, work / "model.keras")
 
 
@@ -105,17 +106,15 @@ def _rate(model, n_patches: int, *fit_args, **fit_kwargs) -> float:
     return (n_patches - SKIP_STEPS * BATCH) / (ends[-1] - ends[SKIP_STEPS - 1])
 
 
-def _best_inference(method: str, model_path: Path, work: Path, rounds: int) -> dict:
-    """The fastest of ``rounds`` inference runs."""
-    runs = [_inference(method, model_path, work / "hdf", work / f"masks-{method}") for _ in range(rounds)]
-    return min(runs, key=lambda result: result["per_product_s"])
+def _inference_runs(method: str, model_path: Path, work: Path, rounds: int) -> list[dict]:
+    return [_inference(method, model_path, work / "hdf", work / f"masks-{method}") for _ in range(rounds)]
 
 
 def _inference(method: str, model_path: Path, hdf: Path, out: Path) -> dict:
     """Run the inference of all products in a subprocess; return its timings and peak RSS."""
     shutil.rmtree(out, ignore_errors=True)  # or existing masks would be kept, not timed
-    command = [sys.executable, __file__, "--child", method, str(model_path), str(hdf), str(out)]
-    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    command = [sys.executable, "-m", "benchmarks.ml", "--child", method, str(model_path), str(hdf), str(out)]
+    result = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -145,23 +144,34 @@ def _peak_rss_kib() -> int:
     return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
-def _print_table(rates: dict[str, float], inference: dict[str, dict], n_products: int) -> None:
+def _print_table(rates: dict[str, list[float]], inference: dict[str, list[dict]], n_products: int) -> None:
     memory = rates[IN_MEMORY]
-    rows = [("measure", "value", "reference (2-core CPU)", "target"), ("---",) * 4]
+    rows = []
     for name, rate in rates.items():
-        ratio, target = ("", "") if name == IN_MEMORY else (f" (x{rate / memory:.2f} of in-memory)", "x >= 0.9")
-        rows.append((f"training, {name}", f"{rate:.2f} patches/s{ratio}", f"{REFERENCE['train']} patches/s", target))
-    for method, result in inference.items():
+        ratio = [r / m for r, m in zip(rate, memory, strict=True)]
+        ratio, target = ("", "") if name == IN_MEMORY else (f" (x{spread(ratio, 2)} of in-memory)", "x >= 0.9")
+        rows.append(
+            (f"training, {name}", f"{spread(rate, 2)} patches/s{ratio}", f"{REFERENCE['train']} patches/s", target)
+        )
+    for method, runs in inference.items():
+        figure = {key: spread([run[key] for run in runs], 2) for key in ("per_product_s", "first_s", "peak_rss_gib")}
         rows += [
-            (f"inference {method}, s per product", f"{result['per_product_s']:.2f}", REFERENCE["inference"], "<= 2.6"),
-            (f"inference {method}, first product (import, load, trace), s", f"{result['first_s']:.2f}", "", ""),
-            (f"inference {method}, peak RSS", f"{result['peak_rss_gib']:.2f} GiB", f"{REFERENCE['rss']} GB", "<= 3 GB"),
+            (f"inference {method}, s per product", figure["per_product_s"], REFERENCE["inference"], "<= 2.6"),
+            (f"inference {method}, first product (import, load, trace), s", figure["first_s"], "", ""),
+            (f"inference {method}, peak RSS", f"{figure['peak_rss_gib']} GiB", f"{REFERENCE['rss']} GB", "<= 3 GB"),
         ]
-    ratio = inference["mosaic"]["per_product_s"] / inference["whole"]["per_product_s"]
-    rows.append(("inference time, mosaic / whole", f"x{ratio:.2f}", "", ""))
+    pairs = zip(inference["mosaic"], inference["whole"], strict=True)
+    rows.append(
+        (
+            "inference time, mosaic / whole",
+            f"x{spread([m['per_product_s'] / w['per_product_s'] for m, w in pairs], 2)}",
+            "",
+            "",
+        )
+    )
     print(f"\n{n_products} synthetic products of {FULL_SIZE[0]} x {FULL_SIZE[1]}, patch {PATCH}, batch {BATCH}\n")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(table(("measure", "value", "reference (2-core CPU)", "target"), rows))
+    print(f"\n{runs_note(len(memory))}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from collections import Counter
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
-from benchmarks.__main__ import table
+from benchmarks.figures import spread, table
 from benchmarks.scheduler import (
     Airflow,
     busy_seconds,
@@ -162,14 +162,6 @@ def growth_exponent(sizes: list[float], values: list[float]) -> float | None:
     mean_x = statistics.fmean(x for x, _ in pairs)
     mean_y = statistics.fmean(y for _, y in pairs)
     return sum((x - mean_x) * (y - mean_y) for x, y in pairs) / sum((x - mean_x) ** 2 for x, _ in pairs)
-
-
-def spread(values: list[float], digits: int = 1) -> str:
-    """The mean of repeated measurements, with their range when there is more than one: '12.0 (11.0-13.0)'."""
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def share(part: float, whole: float) -> float:
@@ -432,30 +424,32 @@ def _mean(runs: list[dict], figure, digits: int = 1) -> str:
     return spread([figure(run) for run in runs], digits)
 
 
+def _timing_row(n: int, runs: list[dict], floor: list[float] | None) -> tuple:
+    """A row of the day runs' timing table (columns in ``day_tables``)."""
+    wall = statistics.fmean(r["wall"] for r in runs)
+    return (
+        n,
+        len(runs),
+        ", ".join(sorted({state for r in runs for state in r["states"]})),
+        _mean(runs, lambda r: r.get("retried", 0), 0),
+        _mean(runs, lambda r: r["wall"]),
+        f"{wall / n:.2f}",
+        _mean(runs, lambda r: r["tasks"]),
+        _mean(runs, lambda r: r["wall"] - r["busy"]),
+        _mean(runs, lambda r: share(r["wall"] - r["busy"], r["wall"])),
+        _mean(runs, lambda r: r["tasks"] / r["wall"]),
+        sum(runs[0]["task_instances"].values()),
+        spread(floor) if floor else "-",
+        f"{wall / statistics.fmean(floor):.1f}" if floor else "-",
+        _mean(runs, lambda r: statistics.fmean(r["load"])),
+    )
+
+
 def day_tables(days: dict[int, list[dict]], floors: dict[int, list[float]]) -> list[str]:
     """The tables of the day runs: timings, idle time, tasks, component CPU, DB growth."""
     timing, idle, tasks, cpu, db = [], [], [], [], []
     for n, runs in sorted(days.items()):
-        floor = floors.get(n)
-        wall = statistics.fmean(r["wall"] for r in runs)
-        timing.append(
-            (
-                n,
-                len(runs),
-                ", ".join(sorted({state for r in runs for state in r["states"]})),
-                _mean(runs, lambda r: r.get("retried", 0), 0),
-                _mean(runs, lambda r: r["wall"]),
-                f"{wall / n:.2f}",
-                _mean(runs, lambda r: r["tasks"]),
-                _mean(runs, lambda r: r["wall"] - r["busy"]),
-                _mean(runs, lambda r: share(r["wall"] - r["busy"], r["wall"])),
-                _mean(runs, lambda r: r["tasks"] / r["wall"]),
-                sum(runs[0]["task_instances"].values()),
-                spread(floor) if floor else "-",
-                f"{wall / statistics.fmean(floor):.1f}" if floor else "-",
-                _mean(runs, lambda r: statistics.fmean(r["load"])),
-            )
-        )
+        timing.append(_timing_row(n, runs, floors.get(n)))
         idle.append((n, *(_mean(runs, lambda r, k=k: r["idle"][k]) for k in ("before", "between", "after"))))
         measured = all("concurrency" in r for r in runs)  # not in results of earlier versions
         idle[-1] += tuple(_mean(runs, lambda r, k=k: _at_once(r, k)) if measured else "-" for k in range(5))

@@ -148,6 +148,27 @@ def masks_made_by(run: DayRun, stems: list[str], models: list[dict]) -> list[str
     return made
 
 
+def count_converted(products: list[str], run: DayRun, *, thermal: bool) -> tuple[dict[str, int], list[str], list[str]]:
+    """Converted products per split, the stems left unconverted, and the stems a mask is expected for.
+
+    Day products are maskable with the day model; night ones only when a thermal model is given.
+    """
+    from cloud_tasks.convert import existing_output
+
+    hdf = run.data.hdf(run.day)
+    converted, failed, maskable = dict.fromkeys(SPLITS, 0), [], []
+    for product in products:
+        stem = ProductName.parse(product).stem
+        output = existing_output(hdf, stem)
+        if output is None:
+            failed.append(stem)
+            continue
+        converted[output.parent.name] += 1
+        if thermal or output.parent.name == DAY_SPLIT:
+            maskable.append(stem)
+    return converted, failed, maskable
+
+
 def summarise_day(
     products: list[str],
     run: DayRun,
@@ -164,21 +185,9 @@ def summarise_day(
     converted product is expected masked, night ones only with a thermal model. ``sst`` is the comparison this
     run made, if it made one.
     """
-    from cloud_tasks.convert import existing_output
-
     models = models or []
     thermal = any(model["kind"] == "thermal" for model in models)
-    hdf = run.data.hdf(run.day)
-    converted, failed, maskable = dict.fromkeys(SPLITS, 0), [], []
-    for product in products:
-        stem = ProductName.parse(product).stem
-        output = existing_output(hdf, stem)
-        if output is None:
-            failed.append(stem)
-            continue
-        converted[output.parent.name] += 1
-        if thermal or output.parent.name == DAY_SPLIT:
-            maskable.append(stem)
+    converted, failed, maskable = count_converted(products, run, thermal=thermal)
     masked = masks_made_by(run, maskable, models)
     names = " + ".join(model["version"] for model in models)
     notes = list(notes or [])

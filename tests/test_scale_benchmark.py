@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from benchmarks.scale import clone_product, concurrency, growth, growth_exponent, idle_split, share, spread
+from benchmarks.scale import clone_product, concurrency, growth, growth_exponent, idle_split, share
 from cloud_tasks.naming import ProductName
 
 T0 = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -51,12 +51,6 @@ def test_growth_exponent_needs_two_sizes_and_positive_values():
     assert growth_exponent([100], [4.0]) is None
     assert growth_exponent([100, 100], [4.0, 5.0]) is None
     assert growth_exponent([100, 500], [4.0, 0.0]) is None
-
-
-def test_spread_shows_the_range_only_for_repeated_measurements():
-    assert spread([12.0]) == "12.0"
-    assert spread([11.0, 13.0, 12.0]) == "12.0 (11.0-13.0)"
-    assert spread([1.234, 1.0], 2) == "1.12 (1.00-1.23)"
 
 
 def test_share_and_growth():
