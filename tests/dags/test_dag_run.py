@@ -6,22 +6,20 @@ training and inference in child processes.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from day_runs import run_sample_day
 from models import install_model
+from products import SAMPLE_DATE as DAY
 
 from cloud_tasks.layout import DataRoot
 
 pytestmark = pytest.mark.slow
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-DAY = dt.date(2024, 6, 1)
-# A manual run at this logical date processes the day before it, [2024-06-01, 2024-06-02).
-LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +39,6 @@ def archive(tmp_path_factory) -> Path:
     return root
 
 
-def run(dag, archive: Path, data_root: Path, **conf):
-    """One dag.test() run of the sample day; returns the run and its task instances by (task, map index)."""
-    run_conf = {
-        "archive_root": str(archive),
-        "data_root": str(data_root),
-        "date": DAY.isoformat(),
-        "runner": "local",
-        "chunk_size": 1,
-        **conf,
-    }
-    dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf)
-    instances = {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
-    return dag_run, instances
-
-
 def files_state(root: Path) -> dict:
     files = [p for pattern in ("*.h5", "*.nc") for p in root.rglob(pattern)]
     return {p.relative_to(root): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(files)}
@@ -66,7 +49,7 @@ def first_run(dag, archive, tmp_path_factory, untrained_model, untrained_thermal
     data_root = tmp_path_factory.mktemp("dag-data")
     install_model(data_root, untrained_model, key="day")
     install_model(data_root, untrained_thermal_model, key="thermal", kind="thermal")
-    dag_run, instances = run(dag, archive, data_root)
+    dag_run, instances = run_sample_day(dag, archive, data_root)
     return data_root, dag_run, instances
 
 
@@ -97,7 +80,7 @@ def test_run_produces_masks_quicklooks_and_summaries(first_run):
 def test_second_run_of_the_same_day_reuses_every_output(dag, archive, first_run):
     data_root, _, _ = first_run
     before = files_state(data_root)
-    dag_run, _ = run(dag, archive, data_root)
+    dag_run, _ = run_sample_day(dag, archive, data_root)
     assert dag_run.state == "success"
     assert files_state(data_root) == before, "a re-run rewrote converted products or masks"
 
@@ -109,7 +92,7 @@ def test_corrupt_product_fails_only_its_instance_without_retry(dag, archive, tmp
     zips[0].write_bytes(b"not a zip at all")
     data_root = tmp_path / "data"
     install_model(data_root, untrained_model)
-    dag_run, instances = run(dag, broken, data_root)
+    dag_run, instances = run_sample_day(dag, broken, data_root)
     assert dag_run.state == "failed", "the failure must stay visible"
     failed = sorted(key for key, ti in instances.items() if ti.state == "failed")
     assert [task for task, _ in failed] == ["process_chunk", "summary"]

@@ -8,7 +8,6 @@ The re-run that reuses finished work and a corrupt zip are in tests/dags/test_da
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import shutil
@@ -16,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from day_runs import SAMPLE_LOGICAL_DATE as LOGICAL_DATE
+from day_runs import run_sample_day
 from models import install_model
+from products import SAMPLE_DATE as DAY
 
 from cloud_tasks.layout import DataRoot
 
 from .conftest import REPO, files_below, leftovers, truncate_member
 
-DAY = dt.date(2024, 6, 1)
-LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # the runs name the day they process (the date param)
 DAY_PATH = "2024/06/01"
 
 
@@ -53,16 +53,7 @@ def run(dag, archive: Path, data_root: Path, model: Path, **conf):
     """One run of the sample day with ``model`` as the production model; returns it and its task instances."""
     if model.is_file():
         install_model(data_root, model)
-    run_conf = {
-        "archive_root": str(archive),
-        "data_root": str(data_root),
-        "date": DAY.isoformat(),
-        "runner": "local",
-        "chunk_size": 1,
-        **conf,
-    }
-    dag_run = dag.test(logical_date=LOGICAL_DATE, run_conf=run_conf)
-    return dag_run, {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+    return run_sample_day(dag, archive, data_root, **conf)
 
 
 def outputs(data_root: Path, store: str, pattern: str) -> dict[str, Path]:
