@@ -10,7 +10,7 @@ from pathlib import Path
 
 from products import SAMPLE_DATE
 
-# A manual run at this logical date processes the day before it, [2024-06-01, 2024-06-02).
+# A manual run at this logical date processes the day before it: [SAMPLE_DATE, SAMPLE_DATE + 1 day).
 SAMPLE_LOGICAL_DATE = dt.datetime.combine(SAMPLE_DATE + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 

@@ -20,11 +20,9 @@ from day_runs import run_sample_day
 from models import install_model
 from products import SAMPLE_DATE as DAY
 
-from cloud_tasks.layout import DataRoot
+from cloud_tasks.layout import DAY_SPLIT, DataRoot
 
 from .conftest import REPO, files_below, leftovers, truncate_member
-
-DAY_PATH = "2024/06/01"
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +54,15 @@ def run(dag, archive: Path, data_root: Path, model: Path, **conf):
     return run_sample_day(dag, archive, data_root, **conf)
 
 
+def day_folder(data_root: Path, store: str) -> Path:
+    """The day's folder of an output store, as the layout places it."""
+    root = DataRoot(data_root)
+    return {"hdf": root.hdf(DAY), "masks": root.masks(DAY).folder, "sst": root.sst(DAY).folder}[store]
+
+
 def outputs(data_root: Path, store: str, pattern: str) -> dict[str, Path]:
     """The day's output files of a store by their path below it."""
-    folder = data_root / store / DAY_PATH
+    folder = day_folder(data_root, store)
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob(pattern)) if not p.name.startswith(".")}
 
 
@@ -93,7 +97,7 @@ def test_forced_rerun_of_a_day_gives_identical_outputs(dag, archive, untrained_m
         for name in first:
             assert first[name].read_bytes() == again[name].read_bytes(), f"{store}/{name} differs"
     first, again = outputs(clean_run, "masks", "*.nc"), outputs(tmp_path, "masks", "*.nc")
-    day_products = [Path(n).stem for n in outputs(clean_run, "hdf", "day/*.h5")]
+    day_products = [Path(n).stem for n in outputs(clean_run, "hdf", f"{DAY_SPLIT}/*.h5")]
     assert first and list(first) == list(again) and [Path(n).stem for n in first] == day_products
     for name in first:
         (mask_a, attrs_a), (mask_b, attrs_b) = read_mask(first[name], clean_run), read_mask(again[name], tmp_path)
@@ -108,7 +112,7 @@ def test_forced_rerun_of_a_day_gives_identical_outputs(dag, archive, untrained_m
 def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
     dag, archive, untrained_model, clean_run, tmp_path, capfd, survivors
 ):
-    day_products = outputs(clean_run, "hdf", "day/*.h5")
+    day_products = outputs(clean_run, "hdf", f"{DAY_SPLIT}/*.h5")
     bad = Path(next(iter(day_products))).stem
     broken = Path(shutil.copytree(archive, tmp_path / "archive"))
     truncate_member(next(broken.rglob(f"{bad}.zip")), "S7_BT_in.nc")
@@ -128,7 +132,7 @@ def test_corrupt_netcdf_in_a_good_zip_fails_only_its_product(
     for store, pattern in (("hdf", "*.h5"), ("masks", "*.png")):
         for name, path in outputs(clean_run, store, pattern).items():
             if bad not in name:
-                survivors.expect(data_root / store / DAY_PATH / name, like=path)
+                survivors.expect(day_folder(data_root, store) / name, like=path)
     assert survivors.lost() == []
     assert not [p for p in files_below(data_root / "hdf", data_root / "masks") if bad in p.name]
     assert leftovers(data_root) == []

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from day_runs import SAMPLE_LOGICAL_DATE as LOGICAL_DATE
 from models import install_model
+from products import SAMPLE_DATE as DAY
 
 from cloud_tasks.layout import DataRoot
 from cloud_tasks.operators import CloudTasksOperator, container_user
@@ -30,8 +32,6 @@ from cloud_tasks.registry import ModelRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAY = dt.date(2024, 6, 1)
-LOGICAL_DATE = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)  # a manual run at this date processes DAY
 # Both runners mask with the same registered model on the same converted files, with TensorFlow 2.21 on
 # the same CPU. The bounds leave room for TensorFlow's CPU kernels not being bit-reproducible across
 # builds and thread schedules.
